@@ -1,0 +1,30 @@
+"""ropekit: Rotary Position Embedding, taught.
+
+The reference math is imported here; the Triton kernels live in ``ropekit.kernels`` and
+are imported only when used, so ``import ropekit`` works without triton (e.g. on macOS).
+"""
+
+from .frequencies import rope_frequencies, wavelengths
+from .reference import (
+    apply_rope,
+    apply_rope_complex,
+    permute_qk_weight,
+    rope_cos_sin,
+    rotation_matrix,
+    to_half_layout,
+    to_paper_layout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "rope_frequencies",
+    "wavelengths",
+    "rope_cos_sin",
+    "apply_rope",
+    "apply_rope_complex",
+    "rotation_matrix",
+    "to_half_layout",
+    "to_paper_layout",
+    "permute_qk_weight",
+]

@@ -1,0 +1,326 @@
+"""RoPE in every form people meet, written to be read.
+
+RoFormer (Su et al. 2021) encodes position m by rotating each feature pair of a query or
+key by the angle m·θ_i. Written as one matrix (eq. 15), f(x, m) = R_{Θ,m} x with
+
+    R_{Θ,m} = diag(R(mθ_0), R(mθ_1), ..., R(mθ_{d/2-1})),   R(a) = [[cos a, -sin a],
+                                                                    [sin a,  cos a]]
+
+and because R_m^T R_n = R_{n-m}, the score ⟨R_m q, R_n k⟩ = ⟨q, R_{n-m} k⟩ depends on
+positions only through n - m (eq. 16). The matrix is sparse, so everyone computes eq. 34:
+
+    f(x, m) = x ⊙ cos(mθ) + rotate(x) ⊙ sin(mθ)
+
+Libraries differ only in which features form a pair:
+
+* ``layout="paper"``: pairs (2i, 2i+1), as in the paper, GPT-J, Meta's LLaMA code and
+  rotary-embedding-torch. Meta writes it with complex numbers: pair i is the complex
+  number x_2i + i·x_2i+1, multiplied by e^{i·mθ_i}.
+* ``layout="half"``: pairs (i, i + d/2), as in GPT-NeoX and Hugging Face LLaMA, whose
+  ``rotate_half`` is rotate(x) = [-x_2, x_1] for the two halves x_1, x_2.
+
+Both are the same rotation up to a permutation of the features (``to_half_layout``), and
+model converters permute the rows of W_q and W_k (``permute_qk_weight``) so that a model
+gives identical scores in either layout. Lesson 02 derives all of this.
+
+Each fast function here has a slow teaching twin (``*_matrix`` multiplies by the dense
+R_{Θ,m}; ``*_loop`` walks pair by pair); the tests check that they agree.
+"""
+
+from __future__ import annotations
+
+import torch
+
+LAYOUTS = ("paper", "half")
+
+
+# --- angles --------------------------------------------------------------------------
+
+
+def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.0):
+    """cos(m·θ_i) and sin(m·θ_i) for every position m and pair i.
+
+    Args:
+        positions: integer or fractional positions of any shape, e.g. ``(seq,)`` or a
+            ``(batch, seq)`` position_ids tensor; a Python int n means ``arange(n)``.
+        inv_freq: ``(rotary_dim // 2,)`` from :func:`ropekit.rope_frequencies`.
+        attention_factor: multiplies cos and sin (YaRN's √(1/t)), so every logit
+            q·k is multiplied by its square, as model libraries do.
+
+    Returns:
+        ``(cos, sin)``, each float32 of shape ``positions.shape + (rotary_dim // 2,)``.
+
+    Precision: the angle m·θ_i is computed in float32, as models do at inference. A float32
+    product carries a relative error of up to 2^-24 ≈ 6e-8, so the angle of the fastest
+    pair (θ_0 = 1) is off by up to m·6e-8 radians: 6e-5 rad at m = 1,000, but about 0.06
+    rad at m = 1,000,000, where neighbouring positions (1 rad apart) are still told apart
+    but the fast pairs no longer hold their exact phase. Positions themselves are exact
+    in float32 only up to 2^24 ≈ 16.7 M. Use float64 angles (``rotation_matrix``) when
+    you need to study that error.
+    """
+    if isinstance(positions, int):
+        positions = torch.arange(positions)
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(f"positions must be a tensor or an int, got {type(positions).__name__}")
+    if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1:
+        raise ValueError(f"inv_freq must be a 1-D tensor of shape (rotary_dim // 2,), got {_shape(inv_freq)}")
+    if positions.is_complex() or positions.dtype == torch.bool:
+        raise TypeError(f"positions must be integer or real, got dtype {positions.dtype}")
+    angles = positions.to(torch.float32)[..., None] * inv_freq.to(device=positions.device, dtype=torch.float32)
+    cos, sin = angles.cos(), angles.sin()
+    if attention_factor != 1.0:
+        cos, sin = cos * attention_factor, sin * attention_factor
+    return cos, sin
+
+
+# --- the fast element-wise form (RoFormer eq. 34) -------------------------------------
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str = "half", rotary_dim: int | None = None):
+    """Rotate every feature pair of x by its angle: RoFormer eq. 34.
+
+    y = x ⊙ cos + rotate(x) ⊙ sin, that is, for each pair (a, b) with angle φ:
+    a' = a·cos φ − b·sin φ and b' = b·cos φ + a·sin φ.
+
+    Args:
+        x: ``(..., seq, head_dim)`` queries or keys, floating point.
+        cos, sin: ``(..., seq, rotary_dim // 2)`` from :func:`rope_cos_sin`, broadcastable
+            against x (insert a heads axis yourself: ``cos[:, None]`` for a
+            ``(batch, seq, r/2)`` table and x of shape ``(batch, heads, seq, head_dim)``).
+        layout: ``"half"`` pairs (i, i + r/2) (GPT-NeoX, HF LLaMA); ``"paper"`` pairs
+            (2i, 2i+1) (RoFormer, GPT-J, Meta LLaMA).
+        rotary_dim: rotate only the first rotary_dim features and pass the rest through
+            (partial rotary, as GPT-NeoX and Phi do). Defaults to 2 · cos.shape[-1].
+
+    Returns:
+        A new tensor of x's shape and dtype; the math runs in float32 (float64 for float64 x).
+
+    Lesson 02 derives it.
+    """
+    rotary_dim = _check_apply_args(x, cos, sin, layout, rotary_dim)
+    compute = torch.promote_types(x.dtype, torch.float32)
+    rot, rest = x[..., :rotary_dim].to(compute), x[..., rotary_dim:]
+    cos, sin = cos.to(compute), sin.to(compute)
+    if layout == "half":
+        a, b = rot.chunk(2, dim=-1)
+        out = torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
+    else:
+        a, b = rot[..., 0::2], rot[..., 1::2]
+        out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
+    return torch.cat((out.to(x.dtype), rest), dim=-1) if rest.shape[-1] else out.to(x.dtype)
+
+
+def apply_rope_loop(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str = "half", rotary_dim: int | None = None):
+    """The teaching twin of :func:`apply_rope`: one 2-D rotation per pair, in a loop."""
+    rotary_dim = _check_apply_args(x, cos, sin, layout, rotary_dim)
+    y = x.clone()
+    half = rotary_dim // 2
+    for i in range(half):
+        ia, ib = (i, i + half) if layout == "half" else (2 * i, 2 * i + 1)
+        a, b = x[..., ia], x[..., ib]
+        c, s = cos[..., i], sin[..., i]
+        y[..., ia] = a * c - b * s
+        y[..., ib] = b * c + a * s
+    return y
+
+
+# --- the explicit matrix (RoFormer eq. 15) -------------------------------------------
+
+
+def rotation_matrix(position, dim: int, base: float = 10000.0, layout: str = "paper", inv_freq: torch.Tensor | None = None):
+    """The explicit rotation matrix R_{Θ,m} of RoFormer eq. 15, in float64.
+
+    ``layout="paper"`` is block diagonal: the 2×2 block R(mθ_i) sits at rows and columns
+    (2i, 2i+1). ``layout="half"`` is the same matrix with features reordered so that pair i
+    is (i, i + d/2): cos on the diagonal, −sin at (i, i + d/2), +sin at (i + d/2, i).
+
+    Args:
+        position: the position m (int or float; fractional positions are interpolated ones).
+        dim: d, even.
+        base: θ_i = base^(-2i/d), unless ``inv_freq`` gives the θ_i (e.g. a scaled schedule).
+
+    Returns:
+        ``(dim, dim)`` float64 tensor R with y = R @ x.
+
+    Lesson 02 plots it.
+    """
+    from .frequencies import _check_dim
+
+    _check_dim(dim)
+    _check_layout(layout)
+    if inv_freq is None:
+        if not base > 1:
+            raise ValueError(f"base must be greater than 1, got {base!r}")
+        theta = float(base) ** -(torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    else:
+        theta = inv_freq.double().cpu()
+        if theta.shape != (dim // 2,):
+            raise ValueError(f"inv_freq must have shape (dim // 2,) = ({dim // 2},), got {tuple(theta.shape)}")
+    angle = float(position) * theta
+    c, s = angle.cos(), angle.sin()
+    i = torch.arange(dim // 2)
+    ia, ib = (i, i + dim // 2) if layout == "half" else (2 * i, 2 * i + 1)
+    R = torch.zeros(dim, dim, dtype=torch.float64)
+    R[ia, ia], R[ia, ib] = c, -s
+    R[ib, ia], R[ib, ib] = s, c
+    return R
+
+
+def apply_rope_matrix(x: torch.Tensor, positions, inv_freq: torch.Tensor, layout: str = "half"):
+    """The slowest, most literal RoPE: multiply each position's vector by the dense R_{Θ,m}.
+
+    Args:
+        x: ``(..., seq, head_dim)``; the whole head_dim is rotated.
+        positions: ``(seq,)`` positions (or an int n for ``arange(n)``).
+        inv_freq: ``(head_dim // 2,)``.
+
+    Returns:
+        float64 tensor of x's shape. O(seq · d²) work: for teaching and tests only.
+    """
+    if isinstance(positions, int):
+        positions = torch.arange(positions)
+    dim = x.shape[-1]
+    if positions.shape != (x.shape[-2],):
+        raise ValueError(f"positions must have shape (seq,) = ({x.shape[-2]},), got {tuple(positions.shape)}")
+    R = torch.stack([rotation_matrix(float(m), dim, layout=layout, inv_freq=inv_freq) for m in positions.tolist()])
+    return torch.einsum("sij,...sj->...si", R, x.double())
+
+
+# --- Meta's complex form --------------------------------------------------------------
+
+
+def apply_rope_complex(x: torch.Tensor, positions, inv_freq: torch.Tensor):
+    """RoPE as Meta's LLaMA code writes it: pair (x_2i, x_2i+1) is the complex number
+    x_2i + i·x_2i+1, and rotating it by mθ_i is multiplying by e^{i·mθ_i} (RoFormer eq. 12).
+
+    This is the paper layout. Args: x ``(..., seq, head_dim)`` with the first
+    ``2 · len(inv_freq)`` features rotated; positions ``(seq,)``, ``(batch, seq)`` or an int
+    n (for ``arange(n)``), broadcastable against x's leading dims once the feature axis
+    is added; inv_freq ``(rotary_dim // 2,)``. Returns a tensor of x's shape and dtype.
+    """
+    if isinstance(positions, int):
+        positions = torch.arange(positions, device=x.device)
+    angles = positions.to(torch.float32)[..., None] * inv_freq.to(device=x.device, dtype=torch.float32)
+    rotary_dim = _check_apply_args(x, angles, angles, "paper", None)
+    real = torch.promote_types(x.dtype, torch.float32)
+    rotor = torch.polar(torch.ones_like(angles, dtype=real), angles.to(real))  # e^{i·mθ}
+    pairs = torch.view_as_complex(x[..., :rotary_dim].to(real).reshape(*x.shape[:-1], -1, 2).contiguous())
+    out = torch.view_as_real(pairs * rotor).flatten(-2).to(x.dtype)
+    return torch.cat((out, x[..., rotary_dim:]), dim=-1)
+
+
+# --- layout conversion ----------------------------------------------------------------
+
+
+def half_layout_order(dim: int) -> torch.Tensor:
+    """Feature order that turns a paper-layout vector into a half-layout one:
+    [0, 2, 4, ..., d-2, 1, 3, ..., d-1] (all first members of the pairs, then all second)."""
+    from .frequencies import _check_dim
+
+    _check_dim(dim)
+    return torch.cat((torch.arange(0, dim, 2), torch.arange(1, dim, 2)))
+
+
+def paper_layout_order(dim: int) -> torch.Tensor:
+    """Inverse of :func:`half_layout_order`: [0, d/2, 1, d/2+1, ...] interleaves the halves."""
+    return torch.argsort(half_layout_order(dim))
+
+
+def to_half_layout(x: torch.Tensor, rotary_dim: int | None = None):
+    """Reorder the last dimension from paper pairs (2i, 2i+1) to half pairs (i, i + r/2).
+
+    Only the first rotary_dim features (default: all) move. For any x,
+    ``apply_rope(to_half_layout(x), cos, sin, "half") == to_half_layout(apply_rope(x, cos, sin, "paper"))``.
+    """
+    return _permute_last(x, rotary_dim, half_layout_order)
+
+
+def to_paper_layout(x: torch.Tensor, rotary_dim: int | None = None):
+    """Reorder the last dimension from half pairs (i, i + r/2) back to paper pairs (2i, 2i+1)."""
+    return _permute_last(x, rotary_dim, paper_layout_order)
+
+
+def permute_qk_weight(w: torch.Tensor, n_heads: int, layout_from: str, layout_to: str, rotary_dim: int | None = None):
+    """Reorder the output rows of a query or key projection so a model switches layout.
+
+    A model computes q = W_q h. Reordering the features of every head's q (and k) the
+    same way leaves q·k unchanged, and turns paper pairs into half pairs, so a paper-form
+    checkpoint run with half-form RoPE gives identical attention scores. This is what
+    Hugging Face's LLaMA converter does to Meta's weights.
+
+    Args:
+        w: ``(n_heads * head_dim, hidden)`` weight or ``(n_heads * head_dim,)`` bias.
+        n_heads: heads in this projection (kv heads for W_k under GQA).
+        layout_from, layout_to: ``"paper"`` or ``"half"``.
+        rotary_dim: reorder only the first rotary_dim features of each head.
+    """
+    _check_layout(layout_from, "layout_from")
+    _check_layout(layout_to, "layout_to")
+    if not isinstance(n_heads, int) or n_heads <= 0 or w.shape[0] % n_heads:
+        raise ValueError(f"n_heads must be a positive int dividing w.shape[0] = {w.shape[0]}, got {n_heads!r}")
+    if layout_from == layout_to:
+        return w.clone()
+    per_head = w.reshape(n_heads, w.shape[0] // n_heads, *w.shape[1:])
+    per_head = per_head.movedim(1, -1)
+    convert = to_half_layout if layout_to == "half" else to_paper_layout
+    return convert(per_head, rotary_dim).movedim(-1, 1).reshape(w.shape)
+
+
+# --- argument checks -----------------------------------------------------------------
+
+
+def _shape(t):
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def _check_layout(layout, name="layout"):
+    if layout not in LAYOUTS:
+        raise ValueError(f"{name} must be 'paper' or 'half', got {layout!r}")
+
+
+def _check_apply_args(x, cos, sin, layout, rotary_dim):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor (float16, bfloat16, float32 or float64), got {x.dtype}")
+    _check_layout(layout)
+    for name, t in (("cos", cos), ("sin", sin)):
+        if not isinstance(t, torch.Tensor) or t.dim() < 2:
+            raise ValueError(f"{name} must be a tensor of shape (..., seq, rotary_dim // 2), got {_shape(t)}")
+    if cos.shape != sin.shape:
+        raise ValueError(f"cos and sin must have the same shape, got {tuple(cos.shape)} and {tuple(sin.shape)}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (..., seq, head_dim), got {tuple(x.shape)}")
+    head_dim = x.shape[-1]
+    if rotary_dim is None:
+        rotary_dim = 2 * cos.shape[-1]
+    if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int) or rotary_dim <= 0 or rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be a positive even integer, got {rotary_dim!r}")
+    if rotary_dim > head_dim:
+        raise ValueError(f"rotary_dim ({rotary_dim}) must not exceed x's head_dim ({head_dim})")
+    if cos.shape[-1] != rotary_dim // 2:
+        raise ValueError(
+            f"cos/sin last dimension must be rotary_dim // 2 = {rotary_dim // 2}, got {cos.shape[-1]}"
+        )
+    pair_shape = (*x.shape[:-1], rotary_dim // 2)
+    try:
+        joint = torch.broadcast_shapes(pair_shape, cos.shape)
+    except RuntimeError:
+        joint = None
+    if joint != pair_shape:
+        raise ValueError(
+            f"cos/sin of shape {tuple(cos.shape)} do not broadcast against x of shape {tuple(x.shape)}: "
+            f"expected (..., seq={x.shape[-2]}, {rotary_dim // 2}) with leading dims that broadcast to "
+            f"{tuple(x.shape[:-2])}"
+        )
+    return rotary_dim
+
+
+def _permute_last(x, rotary_dim, order_fn):
+    dim = x.shape[-1] if rotary_dim is None else rotary_dim
+    if dim > x.shape[-1]:
+        raise ValueError(f"rotary_dim ({dim}) must not exceed the last dimension ({x.shape[-1]})")
+    order = order_fn(dim).to(x.device)
+    if dim == x.shape[-1]:
+        return x[..., order]
+    return torch.cat((x[..., order], x[..., dim:]), dim=-1)
