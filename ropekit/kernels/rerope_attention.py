@@ -1,0 +1,444 @@
+"""Fused causal ReRoPE and Leaky ReRoPE attention: one Triton kernel, no (seq, seq) matrix.
+
+The math (Su Jianlin, "Rectified Rotary Position Embeddings", kexue.fm 2023; lesson 04).
+With R^p the RoPE rotation by position p (RoFormer eq. 15), query i and key j ≤ i get two
+candidate logits,
+
+    a¹_ij = ⟨R^i q_i, R^j k_j⟩                        relative position i − j
+    a²_ij = ⟨R^w q_i, k_j⟩                            ReRoPE: relative position w
+    a²_ij = ⟨R^{(i−w)/k + w} q_i, R^{j/k} k_j⟩        Leaky: w + (i − j − w)/k
+
+and the score is a¹ inside the window (i − j < w) and a² beyond it, then softmax(· /√d)
+and V as usual. ``log_n_train_length=L`` first multiplies query i by max(1, log_L(i + 1)).
+The plain-torch specification is :func:`ropekit.attention.rerope_attention`, which builds
+both (seq, seq) logit matrices; this kernel never does.
+
+How the kernel works (FlashAttention-2 forward, Dao 2023, Algorithm 1).
+One program owns BLOCK_M queries of one (batch, head) and walks the key blocks
+0 .. its diagonal with an online softmax (running max m, running sum l, float32
+accumulator). The queries are rotated once, in registers, two ways (R^i q and the
+second rotation), and the log-n scale and the softmax scale (times log2 e, so the kernel
+can use exp2) are folded into them. For each key block the raw K tile is loaded once and
+rotated only as that block needs. A query block [m0, m0+BM) and key block [n0, n0+BN) is
+
+    outside the window   if m0 − (n0 + BN − 1) ≥ w   → only a²  (ReRoPE: raw K, no rotation)
+    inside the window    if (m0 + BM − 1) − n0 < w   → only a¹
+    on the window's edge otherwise                   → both, merged by i − j < w
+
+so the rotated-twice work is confined to the few blocks along the band i − j ≈ w, and
+for ReRoPE the bulk of the work (outside blocks) is a plain attention with raw keys.
+Only the diagonal and the edge blocks are masked (causal mask and seq bounds).
+
+Feature pairs without register shuffles. A rotation mixes feature a_p with its partner
+b_p. Instead of loading a (BM, d) tile and swapping halves, the kernel loads the two
+members of every pair as two (BM, d/2) tiles, a and b, rotates them element-wise
+(a' = a cos − b sin, b' = b cos + a sin) and takes the logit as two half-width dots,
+a'·a'ᵀ + b'·b'ᵀ. For ``layout="half"`` a is columns 0..d/2−1 and b columns d/2..d−1; for
+``layout="paper"`` a is the even and b the odd columns (a stride-2 load). Both are the
+same score: ⟨q, k⟩ is a sum over features, so reading q and k with the same permutation
+of columns leaves it unchanged. V is not rotated and is read whole.
+
+Angles. cos and sin come from small float32 tables made once per call by
+:func:`ropekit.rope_cos_sin` (positions 0..seq−1; for Leaky also (i − w)/k + w and j/k;
+for ReRoPE the single row at position w, read with row stride 0). The tables are
+(seq, d/2), shared by every head and batch, and stay in L2: reading them costs less than
+evaluating sin and cos for every key tile, and the angles are bit-identical to the ones
+``rope_cos_sin`` gives the reference. Rotated tiles are rounded to the input dtype
+before the tensor-core dots (as pre-rotated q and k would be); all softmax arithmetic
+and the accumulator are float32.
+
+Backward: not implemented. Calling ``.backward()`` through the output raises
+NotImplementedError; use :func:`ropekit.attention.rerope_attention` for gradients.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from ..reference import _check_layout, _shape, rope_cos_sin
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_HEAD_DIMS = (32, 64, 128)
+
+# what a key block needs (see the module docstring)
+_OUTSIDE, _INSIDE, _EDGE = 0, 1, 2
+
+
+# --- the kernel -----------------------------------------------------------------------
+
+
+@triton.jit
+def _rotate(a, b, cos, sin):
+    """Rotate every pair (a, b) by its angle: RoFormer eq. 34, one pair per column."""
+    return a * cos - b * sin, b * cos + a * sin
+
+
+@triton.jit
+def _mma(x, DTYPE: tl.constexpr, UPCAST: tl.constexpr):
+    """x rounded to the storage dtype for a tensor-core dot. UPCAST (interpreter with
+    bfloat16 only) hands the rounded values back as float32: the Triton interpreter
+    multiplies bfloat16 tiles as their raw uint16 bits, and a float32 dot of bf16-rounded
+    values is the same arithmetic (the products are exact, the sums are float32)."""
+    x = x.to(DTYPE)
+    if UPCAST:
+        x = x.to(tl.float32)
+    return x
+
+
+@triton.jit
+def _load_pairs(base, rows, row_stride, col_stride, pair, row_mask,
+                A_STEP: tl.constexpr, B_OFFSET: tl.constexpr, MASKED: tl.constexpr):
+    """The two members of every feature pair of a (rows, d) tile, as two (rows, d/2) tiles.
+
+    Pair p sits at columns (A_STEP·p, A_STEP·p + B_OFFSET): (p, p + d/2) for the half
+    layout, (2p, 2p + 1) for the paper layout.
+    """
+    ptr_a = base + rows[:, None] * row_stride + (pair * A_STEP)[None, :] * col_stride
+    ptr_b = ptr_a + B_OFFSET * col_stride
+    if MASKED:
+        a = tl.load(ptr_a, mask=row_mask[:, None], other=0.0)
+        b = tl.load(ptr_b, mask=row_mask[:, None], other=0.0)
+    else:
+        a = tl.load(ptr_a)
+        b = tl.load(ptr_b)
+    return a, b
+
+
+@triton.jit
+def _load_angles(cos_ptr, sin_ptr, rows, row_stride, pair, row_mask, HALF: tl.constexpr, MASKED: tl.constexpr):
+    offs = rows[:, None] * row_stride + pair[None, :]
+    if MASKED:
+        cos = tl.load(cos_ptr + offs, mask=row_mask[:, None], other=1.0)
+        sin = tl.load(sin_ptr + offs, mask=row_mask[:, None], other=0.0)
+    else:
+        cos = tl.load(cos_ptr + offs)
+        sin = tl.load(sin_ptr + offs)
+    return cos, sin
+
+
+@triton.jit
+def _attend_blocks(
+    acc, l_i, m_i,
+    q1a, q1b, q2a, q2b,
+    k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+    cos_ptr, sin_ptr, cos_k2_ptr, sin_k2_ptr,
+    offs_m, seq, window, lo, hi,
+    BLOCK_N: tl.constexpr, HALF: tl.constexpr, HEAD_DIM: tl.constexpr,
+    A_STEP: tl.constexpr, B_OFFSET: tl.constexpr,
+    MODE: tl.constexpr, MASKED: tl.constexpr, LEAKY: tl.constexpr,
+    DTYPE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Online-softmax update of one query block over key blocks n0 = lo, lo+BN, ... < hi,
+    all of the same kind MODE (outside / inside / edge). MASKED blocks apply the causal
+    mask and the seq bound; the others are known to need neither."""
+    pair = tl.arange(0, HALF)
+    dims = tl.arange(0, HEAD_DIM)
+    for n0 in range(lo, hi, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        in_seq = offs_n < seq
+        ka, kb = _load_pairs(k_base, offs_n, stride_kn, stride_kd, pair, in_seq, A_STEP, B_OFFSET, MASKED)
+        ka = ka.to(tl.float32)
+        kb = kb.to(tl.float32)
+        if MODE != 0:  # inside or edge: a¹ = ⟨R^i q, R^j k⟩
+            cos, sin = _load_angles(cos_ptr, sin_ptr, offs_n, HALF, pair, in_seq, HALF, MASKED)
+            k1a, k1b = _rotate(ka, kb, cos, sin)
+            s1 = tl.dot(q1a, tl.trans(_mma(k1a, DTYPE, UPCAST)), input_precision=PRECISION)
+            s1 = tl.dot(q1b, tl.trans(_mma(k1b, DTYPE, UPCAST)), s1, input_precision=PRECISION)
+        if MODE != 1:  # outside or edge: a² with raw K (ReRoPE) or R^{j/k} K (Leaky)
+            if LEAKY:
+                cos2, sin2 = _load_angles(cos_k2_ptr, sin_k2_ptr, offs_n, HALF, pair, in_seq, HALF, MASKED)
+                k2a, k2b = _rotate(ka, kb, cos2, sin2)
+            else:
+                k2a, k2b = ka, kb
+            s2 = tl.dot(q2a, tl.trans(_mma(k2a, DTYPE, UPCAST)), input_precision=PRECISION)
+            s2 = tl.dot(q2b, tl.trans(_mma(k2b, DTYPE, UPCAST)), s2, input_precision=PRECISION)
+        if MODE == 0:
+            s = s2
+        elif MODE == 1:
+            s = s1
+        else:
+            s = tl.where(offs_m[:, None] - offs_n[None, :] < window, s1, s2)
+        if MASKED:
+            keep = (offs_m[:, None] >= offs_n[None, :]) & in_seq[None, :]
+            s = tl.where(keep, s, float("-inf"))
+        # FlashAttention-2 online softmax in base 2 (log2 e is folded into q).
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        p = tl.math.exp2(s - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v_ptr = v_base + offs_n[:, None] * stride_vn + dims[None, :] * stride_vd
+        if MASKED:
+            v = tl.load(v_ptr, mask=in_seq[:, None], other=0.0)
+        else:
+            v = tl.load(v_ptr)
+        if UPCAST:
+            v = v.to(tl.float32)
+        acc = tl.dot(_mma(p, DTYPE, UPCAST), v, acc * alpha[:, None], input_precision=PRECISION)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _rerope_fwd_kernel(
+    Q, K, V, Out,
+    COS, SIN,  # (seq, d/2): angles of positions 0..seq−1, for R^i q and R^j k
+    COS_Q2, SIN_Q2, q2_row_stride,  # second query rotation: (seq, d/2), or one row (stride 0)
+    COS_K2, SIN_K2,  # Leaky only: (seq, d/2) angles of positions j/k
+    stride_qb, stride_qh, stride_qm, stride_qd,
+    stride_kb, stride_kh, stride_kn, stride_kd,
+    stride_vb, stride_vh, stride_vn, stride_vd,
+    stride_ob, stride_oh, stride_om, stride_od,
+    heads, group, seq, window, qk_scale, inv_log_train,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+    A_STEP: tl.constexpr, B_OFFSET: tl.constexpr,
+    LEAKY: tl.constexpr, LOG_N: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """One program: queries [m0, m0 + BLOCK_M) of one (batch, head), all their keys.
+
+    Grid: (cdiv(seq, BLOCK_M), batch · heads). Query blocks are taken last-first, so the
+    longest rows (most key blocks under the causal mask) start first. Under GQA, head h
+    reads kv head h // group.
+    """
+    HALF: tl.constexpr = HEAD_DIM // 2
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // heads
+    h = pid_bh % heads
+    m0 = pid_m * BLOCK_M
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    pair = tl.arange(0, HALF)
+    row_ok = offs_m < seq
+
+    # The query tile, rotated two ways and scaled, stays in registers for the whole loop.
+    q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
+    qa, qb = _load_pairs(q_base, offs_m, stride_qm, stride_qd, pair, row_ok, A_STEP, B_OFFSET, True)
+    qa = qa.to(tl.float32)
+    qb = qb.to(tl.float32)
+    cos, sin = _load_angles(COS, SIN, offs_m, HALF, pair, row_ok, HALF, True)
+    q1a, q1b = _rotate(qa, qb, cos, sin)
+    cos2, sin2 = _load_angles(COS_Q2, SIN_Q2, offs_m, q2_row_stride, pair, row_ok, HALF, True)
+    q2a, q2b = _rotate(qa, qb, cos2, sin2)
+    scale = tl.full([BLOCK_M], qk_scale, tl.float32)
+    if LOG_N:  # query i scaled by max(1, log_L(i + 1))
+        scale = scale * tl.maximum(tl.log((offs_m + 1).to(tl.float32)) * inv_log_train, 1.0)
+    DTYPE: tl.constexpr = Q.dtype.element_ty
+    q1a = _mma(q1a * scale[:, None], DTYPE, UPCAST)
+    q1b = _mma(q1b * scale[:, None], DTYPE, UPCAST)
+    q2a = _mma(q2a * scale[:, None], DTYPE, UPCAST)
+    q2b = _mma(q2b * scale[:, None], DTYPE, UPCAST)
+
+    kvh = h // group
+    k_base = K + b.to(tl.int64) * stride_kb + kvh.to(tl.int64) * stride_kh
+    v_base = V + b.to(tl.int64) * stride_vb + kvh.to(tl.int64) * stride_vh
+
+    # Key ranges, in order from key 0 (every row's first valid key comes first, so the
+    # running max is finite before any fully masked row of a block is met):
+    #   [0, end_out)               outside the window, below the diagonal: a² only, no mask
+    #   [end_out, min(start_in, hi))  the window's edge: both products, masked
+    #   [start_in, diag)           inside, below the diagonal: a¹ only, no mask
+    #   [max(start_in, diag), hi)  inside, on the diagonal or past seq: a¹ only, masked
+    # (operands of // are kept non-negative: Triton and Python round negatives differently)
+    hi = tl.minimum(m0 + BLOCK_M, seq)
+    end_out = tl.maximum(m0 - window + 1, 0) // BLOCK_N * BLOCK_N
+    start_in = (tl.maximum(m0 + BLOCK_M - window, 0) + BLOCK_N - 1) // BLOCK_N * BLOCK_N
+    diag = (m0 + 1) // BLOCK_N * BLOCK_N
+
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    acc, l_i, m_i = _attend_blocks(
+        acc, l_i, m_i, q1a, q1b, q2a, q2b, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+        COS, SIN, COS_K2, SIN_K2, offs_m, seq, window, 0, end_out,
+        BLOCK_N, HALF, HEAD_DIM, A_STEP, B_OFFSET, 0, False, LEAKY, DTYPE, UPCAST, PRECISION)
+    acc, l_i, m_i = _attend_blocks(
+        acc, l_i, m_i, q1a, q1b, q2a, q2b, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+        COS, SIN, COS_K2, SIN_K2, offs_m, seq, window, end_out, tl.minimum(start_in, hi),
+        BLOCK_N, HALF, HEAD_DIM, A_STEP, B_OFFSET, 2, True, LEAKY, DTYPE, UPCAST, PRECISION)
+    acc, l_i, m_i = _attend_blocks(
+        acc, l_i, m_i, q1a, q1b, q2a, q2b, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+        COS, SIN, COS_K2, SIN_K2, offs_m, seq, window, start_in, diag,
+        BLOCK_N, HALF, HEAD_DIM, A_STEP, B_OFFSET, 1, False, LEAKY, DTYPE, UPCAST, PRECISION)
+    acc, l_i, m_i = _attend_blocks(
+        acc, l_i, m_i, q1a, q1b, q2a, q2b, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+        COS, SIN, COS_K2, SIN_K2, offs_m, seq, window, tl.maximum(start_in, diag), hi,
+        BLOCK_N, HALF, HEAD_DIM, A_STEP, B_OFFSET, 1, True, LEAKY, DTYPE, UPCAST, PRECISION)
+
+    out = acc / l_i[:, None]
+    dims = tl.arange(0, HEAD_DIM)
+    o_ptr = (Out + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
+             + offs_m[:, None] * stride_om + dims[None, :] * stride_od)
+    tl.store(o_ptr, out.to(Out.dtype.element_ty), mask=row_ok[:, None])
+
+
+# --- the launcher ---------------------------------------------------------------------
+
+
+def _block_sizes(head_dim: int, dtype: torch.dtype, interpret: bool):
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages). Tuned on an H100 for bf16
+    (benchmarks/gpu_rerope_tune.py); tiny blocks under the interpreter, where every tile op
+    is a numpy call and small blocks make inside/edge/outside blocks all occur in tests."""
+    if interpret:
+        return 16, 16, 1, 1
+    if dtype == torch.float32:
+        return 64, 32, 4, 2
+    if head_dim == 128:
+        return 128, 64, 8, 3
+    return 128, 64, 4, 3
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _check_inputs(q, k, v, inv_freq, window, leaky_factor, causal, log_n_train_length, layout):
+    for name, t in (("q", q), ("k", k), ("v", v), ("inv_freq", inv_freq)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+    if not causal:
+        raise NotImplementedError(
+            "ropekit.kernels.rerope_attention fuses causal attention only; for causal=False use "
+            "the reference ropekit.attention.rerope_attention"
+        )
+    if q.device.type != "cuda" and not _interpreting():
+        raise ValueError(
+            f"ropekit.kernels.rerope_attention needs CUDA tensors, got q on {q.device}; on a CPU use "
+            "ropekit.attention.rerope_attention (or set TRITON_INTERPRET=1 before importing triton "
+            "to run the kernel in the Triton interpreter)"
+        )
+    if q.dtype not in _DTYPES:
+        raise TypeError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} must have q's dtype {q.dtype}, got {t.dtype}")
+        if t.device != q.device:
+            raise ValueError(f"{name} must be on q's device {q.device}, got {t.device}")
+    if q.dim() != 4:
+        raise ValueError(f"q must have shape (batch, q_heads, seq, head_dim), got {tuple(q.shape)}")
+    if k.dim() != 4 or k.shape != v.shape:
+        raise ValueError(
+            f"k and v must have the same shape (batch, kv_heads, seq, head_dim), got {_shape(k)} and {_shape(v)}"
+        )
+    batch, heads, seq, head_dim = q.shape
+    if head_dim not in _HEAD_DIMS:
+        raise ValueError(f"head_dim must be one of {_HEAD_DIMS} for the fused kernel, got {head_dim}")
+    if (k.shape[0], k.shape[2], k.shape[3]) != (batch, seq, head_dim):
+        raise ValueError(
+            f"k and v must have shape (batch={batch}, kv_heads, seq={seq}, head_dim={head_dim}) "
+            f"to match q {tuple(q.shape)}, got {tuple(k.shape)}"
+        )
+    if k.shape[1] == 0 or heads % k.shape[1]:
+        raise ValueError(f"kv_heads ({k.shape[1]}) must divide q_heads ({heads}) for grouped-query attention")
+    if seq == 0 or batch == 0 or heads == 0:
+        raise ValueError(f"q must have non-empty batch, heads and seq, got {tuple(q.shape)}")
+    if inv_freq.shape != (head_dim // 2,):
+        raise ValueError(
+            f"inv_freq must have shape (head_dim // 2,) = ({head_dim // 2},) (the fused kernel rotates every "
+            f"feature), got {tuple(inv_freq.shape)}"
+        )
+    if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+        raise ValueError(f"window must be a positive integer (the ReRoPE window w), got {window!r}")
+    if leaky_factor is not None and (
+        isinstance(leaky_factor, bool) or not isinstance(leaky_factor, (int, float)) or not leaky_factor > 1
+    ):
+        raise ValueError(f"leaky_factor must be None (ReRoPE) or a number > 1 (Leaky ReRoPE's k), got {leaky_factor!r}")
+    if log_n_train_length is not None and (
+        isinstance(log_n_train_length, bool) or not isinstance(log_n_train_length, int) or log_n_train_length <= 1
+    ):
+        raise ValueError(
+            f"log_n_train_length must be None or an integer > 1 (the training length L), got {log_n_train_length!r}"
+        )
+    _check_layout(layout)
+
+
+def _angle_tables(seq, inv_freq, window, leaky_factor, device):
+    """float32 cos/sin tables (rows, head_dim // 2) for the kernel; see the module docstring."""
+    inv_freq = inv_freq.to(device=device, dtype=torch.float32)
+    positions = torch.arange(seq, device=device)
+    cos, sin = rope_cos_sin(positions, inv_freq)
+    if leaky_factor is None:
+        cos_q2, sin_q2 = rope_cos_sin(torch.tensor([window], device=device), inv_freq)  # R^w, one row
+        cos_k2, sin_k2 = cos, sin  # unused: ReRoPE's a² reads raw keys
+    else:
+        pos64 = positions.double()
+        cos_q2, sin_q2 = rope_cos_sin((pos64 - window) / leaky_factor + window, inv_freq)
+        cos_k2, sin_k2 = rope_cos_sin(pos64 / leaky_factor, inv_freq)
+    return cos, sin, cos_q2.contiguous(), sin_q2.contiguous(), cos_k2, sin_k2
+
+
+def _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout):
+    batch, heads, seq, head_dim = q.shape
+    interpret = _interpreting()
+    block_m, block_n, num_warps, num_stages = _block_sizes(head_dim, q.dtype, interpret)
+    cos, sin, cos_q2, sin_q2, cos_k2, sin_k2 = _angle_tables(seq, inv_freq, window, leaky_factor, q.device)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    a_step, b_offset = (1, head_dim // 2) if layout == "half" else (2, 1)
+    log_n = log_n_train_length is not None
+    grid = (triton.cdiv(seq, block_m), batch * heads)
+    _rerope_fwd_kernel[grid](
+        q, k, v, out,
+        cos, sin, cos_q2, sin_q2, 0 if leaky_factor is None else head_dim // 2, cos_k2, sin_k2,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        heads, heads // k.shape[1], seq, window,
+        math.log2(math.e) / math.sqrt(head_dim), 1.0 / math.log(log_n_train_length) if log_n else 1.0,
+        BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=head_dim, A_STEP=a_step, B_OFFSET=b_offset,
+        LEAKY=leaky_factor is not None, LOG_N=log_n, UPCAST=interpret and q.dtype == torch.bfloat16,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        num_warps=num_warps, num_stages=num_stages,
+    )
+    return out
+
+
+class _ReRoPEAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout):
+        return _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        raise NotImplementedError(
+            "ropekit.kernels.rerope_attention has no backward pass yet; for gradients use the "
+            "reference ropekit.attention.rerope_attention"
+        )
+
+
+def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, log_n_train_length=None,
+                     layout="half"):
+    """Causal ReRoPE / Leaky ReRoPE attention in one fused Triton kernel (forward only).
+
+    Same arguments and result as the reference :func:`ropekit.attention.rerope_attention`,
+    from unrotated q and k; memory is O(seq), never (seq, seq).
+
+    Args:
+        q: ``(batch, q_heads, seq, head_dim)`` unrotated queries, float16/bfloat16/float32
+            on CUDA (or CPU under ``TRITON_INTERPRET=1``); head_dim 32, 64 or 128.
+        k, v: ``(batch, kv_heads, seq, head_dim)`` unrotated keys and values, q's dtype;
+            kv_heads divides q_heads (grouped-query attention: head h reads kv head
+            h // (q_heads // kv_heads)).
+        inv_freq: ``(head_dim // 2,)`` from :func:`ropekit.rope_frequencies` (every feature
+            is rotated).
+        window: w ≥ 1. Keys with i − j < w get the RoPE logit ⟨R^i q_i, R^j k_j⟩, the rest
+            ReRoPE's ⟨R^w q_i, k_j⟩ (relative position clamped to w).
+        leaky_factor: None for ReRoPE, or k > 1 for Leaky ReRoPE, whose logit beyond the
+            window is ⟨R^{(i−w)/k+w} q_i, R^{j/k} k_j⟩ (relative position w + (i − j − w)/k).
+        causal: must be True (the kernel is causal); causal=False raises
+            NotImplementedError: use the reference.
+        log_n_train_length: None, or the training length L: query i is multiplied by
+            max(1, log_L(i + 1)) before both products (Su's log-n scaling).
+        layout: ``"half"`` pairs (i, i + d/2) or ``"paper"`` pairs (2i, 2i + 1).
+
+    Returns:
+        ``(batch, q_heads, seq, head_dim)`` in q's dtype: softmax(a / √head_dim) · v with a
+        the merged logits of the module docstring (Su 2023; lesson 04).
+
+    The backward pass is not implemented: ``.backward()`` through the result raises
+    NotImplementedError.
+    """
+    _check_inputs(q, k, v, inv_freq, window, leaky_factor, causal, log_n_train_length, layout)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        return _ReRoPEAttention.apply(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
+    return _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
