@@ -108,12 +108,14 @@ def _linear(dim, base, exponents, p):
 
 def _ntk(dim, base, exponents, p):
     factor = _factor(p)
+    _check_ntk_dim(dim)
     new_base = base * factor ** (dim / (dim - 2))
     return new_base**-exponents, 1.0
 
 
 def _dynamic(dim, base, exponents, p):
     factor = _factor(p)
+    _check_ntk_dim(dim)
     original = _positive_int(p, "original_max_position_embeddings", "dynamic")
     seq_len = _positive_int(p, "seq_len", "dynamic")
     length = max(seq_len, original)
@@ -229,6 +231,11 @@ _PARAMS = {
 def _check_dim(dim):
     if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0 or dim % 2:
         raise ValueError(f"dim must be a positive even integer (features come in pairs), got {dim!r}")
+
+
+def _check_ntk_dim(dim):
+    if dim < 4:
+        raise ValueError(f"dim must be at least 4 for NTK scaling (its exponent is d/(d-2)), got {dim}")
 
 
 def _required(p, name, scaling):

@@ -1,0 +1,62 @@
+"""The set-up files agree with each other, and the package imports without its optional parts."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def normalise(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement).lower()
+
+
+def pyproject_requirements():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in ("lessons", "test"):
+        reqs += project["optional-dependencies"][extra]
+    return {normalise(r) for r in reqs}
+
+
+def environment_yml_pip_requirements():
+    """The entries under `- pip:` in environment.yml (a tiny reader: the file is flat)."""
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    reqs = set()
+    for line in lines[start + 1 :]:
+        item = line.strip()
+        if not item.startswith("- "):
+            break
+        reqs.add(normalise(item[2:]))
+    return reqs
+
+
+def test_environment_yml_and_pyproject_list_the_same_dependencies():
+    conda = environment_yml_pip_requirements()
+    assert "-e." in conda, "environment.yml must install ropekit itself (`- -e .`)"
+    assert conda - {"-e."} == pyproject_requirements()
+
+
+def test_environment_yml_python_matches_requires_python():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    version = project["requires-python"].lstrip(">=")
+    assert f"python>={version}" in (ROOT / "environment.yml").read_text()
+
+
+def test_import_ropekit_needs_neither_triton_nor_matplotlib():
+    code = (
+        "import sys, ropekit, ropekit.attention; "
+        "print(sorted(m for m in ('triton', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+    assert "make test" in (ROOT / "README.md").read_text()
+    assert "make lessons" in (ROOT / "README.md").read_text()
