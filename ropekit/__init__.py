@@ -4,7 +4,7 @@ The reference math is imported here; the Triton kernels live in ``ropekit.kernel
 are imported only when used, so ``import ropekit`` works without triton (e.g. on macOS).
 """
 
-from .attention import relative_position_matrix
+from .attention import relative_position_matrix, rerope_attention, rope_attention
 from .frequencies import rope_frequencies, wavelengths
 from .reference import (
     apply_rope,
@@ -29,4 +29,6 @@ __all__ = [
     "to_paper_layout",
     "permute_qk_weight",
     "relative_position_matrix",
+    "rope_attention",
+    "rerope_attention",
 ]

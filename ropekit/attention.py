@@ -19,7 +19,11 @@ them, the log-n scaling of the queries and the one-product decode step.
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from .reference import _check_layout, _shape, apply_rope, rope_cos_sin
 
 SCHEMES = ("rope", "pi", "rerope", "leaky_rerope")
 
@@ -70,6 +74,187 @@ def relative_position_matrix(length: int, scheme: str = "rope", window=None, fac
     return rel.masked_fill(torch.ones(length, length, dtype=torch.bool).triu(1), float("nan"))
 
 
+# --- RoPE attention (lessons 02 and 03) ----------------------------------------------
+
+
+def rope_attention(
+    q, k, v, inv_freq, causal=True, positions=None, attention_factor=1.0, layout="half", xpos_scale_base=None
+):
+    """Softmax attention with RoPE on the queries and keys (RoFormer eq. 16).
+
+        a_ij = ⟨R_{p_i} q_i, R_{p_j} k_j⟩ / √head_dim = q_iᵀ R_{p_j − p_i} k_j / √head_dim,
+        out_i = Σ_j softmax_j(a_ij) v_j
+
+    Args:
+        q: ``(batch, heads, seq, head_dim)`` queries, not yet rotated.
+        k: ``(batch, kv_heads, seq, head_dim)`` keys, not yet rotated. kv_heads must
+            divide heads (grouped-query attention): key/value head h serves query heads
+            h·g .. h·g + g − 1 with g = heads / kv_heads, as Hugging Face's repeat_kv does.
+        v: ``(batch, kv_heads, seq, v_dim)``.
+        inv_freq: ``(rotary_dim // 2,)`` from :func:`ropekit.rope_frequencies`; with
+            rotary_dim < head_dim only the first rotary_dim features rotate.
+        causal: query i sees keys j ≤ i (by index in the sequence, whatever ``positions`` say).
+        positions: ``(seq,)`` or ``(batch, seq)`` positions p (integer or fractional);
+            default ``arange(seq)``.
+        attention_factor: multiplies cos and sin (YaRN's √(1/t)), so the logits by its square.
+        layout: ``"half"`` or ``"paper"`` (see :mod:`ropekit.reference`).
+        xpos_scale_base: turn on xPos (Sun et al. 2022, "A Length-Extrapolatable
+            Transformer", eq. 5-6) with this scale base (512 in the paper): rotary pair i
+            of a query at position n is also scaled by ζ_i^{n/scale_base}, of a key at m
+            by ζ_i^{−m/scale_base}, with ζ_i = (2i/r + γ)/(1 + γ), γ = 0.4. Both features
+            of a pair get the same ζ_i, so a logit gains the factor ζ_i^{(n−m)/scale_base}
+            per pair: still a function of n − m only, now decaying with distance.
+
+    Returns:
+        ``(batch, heads, seq, v_dim)`` in q's dtype; rotation, logits and softmax run in
+        float32 (float64 for float64 inputs), the scale is 1/√head_dim.
+
+    Lesson 03 shows the logit depending on p_i − p_j only.
+    """
+    _check_qkv(q, k, v)
+    _check_layout(layout)
+    _check_inv_freq(inv_freq, q.shape[-1])
+    batch, _, seq, _ = q.shape
+    if positions is None:
+        positions = torch.arange(seq, device=q.device)
+    elif not isinstance(positions, torch.Tensor) or positions.shape not in ((seq,), (batch, seq)):
+        raise ValueError(f"positions must be a tensor of shape (seq,) = ({seq},) or (batch, seq) = ({batch}, {seq}), got {_shape(positions)}")
+    if xpos_scale_base is not None and (
+        isinstance(xpos_scale_base, bool) or not isinstance(xpos_scale_base, (int, float)) or not xpos_scale_base > 0
+    ):
+        raise ValueError(f"xpos_scale_base must be a positive number (512 in the xPos paper) or None, got {xpos_scale_base!r}")
+    compute = _compute_dtype(q)
+    q, k = q.to(compute), k.to(compute)
+    positions = positions.to(q.device)
+    if xpos_scale_base is not None:
+        zeta_power = _xpos_scale(positions, inv_freq, q.shape[-1], xpos_scale_base, layout).to(compute)
+        q, k = q * zeta_power, k / zeta_power
+    logits = _logits(_rotate(q, positions, inv_freq, layout, attention_factor), _rotate(k, positions, inv_freq, layout, attention_factor))
+    return _attend(logits, v, causal)
+
+
+def _xpos_scale(positions, inv_freq, head_dim, scale_base, layout):
+    """ζ^{p/scale_base} per feature: shape positions.shape[:-1] + (1, seq, head_dim), heads axis
+    included; features beyond rotary_dim are not scaled."""
+    half = inv_freq.shape[0]
+    zeta = (torch.arange(half, dtype=torch.float64) * 2 / (2 * half) + 0.4) / 1.4  # ζ_i, γ = 0.4
+    zeta = torch.cat((zeta, zeta)) if layout == "half" else zeta.repeat_interleave(2)
+    zeta = torch.cat((zeta, torch.ones(head_dim - 2 * half, dtype=torch.float64))).to(positions.device)
+    power = positions.to(torch.float64)[..., None] / scale_base
+    scale = zeta**power
+    return scale[:, None] if scale.dim() == 3 else scale
+
+
+# --- ReRoPE and Leaky ReRoPE (lesson 04) ---------------------------------------------
+
+
+def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, log_n_train_length=None, layout="half"):
+    """ReRoPE / Leaky ReRoPE attention, computed as in the blog post: two logit matrices, merged.
+
+    The effective relative position (see :func:`relative_position_matrix`) is no longer
+    linear in i − j, so no single pair of rotations R_i q, R_j k produces it. Su's
+    "Rectified Rotary Position Embeddings" (kexue.fm, 2023) computes two logit matrices,
+    each with a rotation that is linear in the positions, and keeps the right one per pair:
+
+        a⁽¹⁾_ij = ⟨R_i q_i, R_j k_j⟩ = q_iᵀ R_{j−i} k_j              relative position i − j
+        ReRoPE: a⁽²⁾_ij = ⟨R_w q_i, k_j⟩ = q_iᵀ R_wᵀ k_j = q_iᵀ R_{−w} k_j    relative position w
+        Leaky:  a⁽²⁾_ij = ⟨R_{(i−w)/k + w} q_i, R_{j/k} k_j⟩ = q_iᵀ R_{j/k − (i−w)/k − w} k_j
+                                                     relative position w + (i − j − w)/k
+        a_ij = a⁽¹⁾_ij if i − j < w else a⁽²⁾_ij,   out_i = Σ_j softmax_j(a_ij / √head_dim) v_j
+
+    (RᵀR_n = R_{n−m} for R = R_m, so every a is qᵀ R_{−rel} k with the rel of
+    :func:`relative_position_matrix`.) The two products are why off-the-shelf
+    FlashAttention cannot run it and why a naive implementation does twice the work; the
+    fused kernel ``ropekit.kernels.rerope_attention`` computes only the product each tile
+    needs. With ``window >= seq`` every pair takes a⁽¹⁾, and the result is bit-for-bit
+    :func:`rope_attention`. Without ``causal``, keys after the query have i − j < 0 < w and
+    use plain RoPE.
+
+    Args:
+        q: ``(batch, heads, seq, head_dim)``; k: ``(batch, kv_heads, seq, head_dim)``;
+            v: ``(batch, kv_heads, seq, v_dim)``; none rotated. kv_heads divides heads (GQA).
+        inv_freq: ``(rotary_dim // 2,)``; positions are ``arange(seq)``.
+        window: w, a positive integer (the blog uses 512 for a model trained on 4096).
+        leaky_factor: k > 1 for Leaky ReRoPE (slope 1/k beyond the window); None for ReRoPE.
+        causal: query i sees keys j ≤ i.
+        log_n_train_length: L, the training length. Turns on the "log n" scaling of the
+            blog's tables: the query at 0-based index i, which is token number n = i + 1,
+            is multiplied by max(1, log_L n) = max(1, ln(i + 1) / ln L), as in the blog's
+            code, so queries inside the trained length are unchanged.
+        layout: ``"half"`` or ``"paper"``.
+
+    Returns:
+        ``(batch, heads, seq, v_dim)`` in q's dtype; math in float32 (float64 for float64).
+
+    Lesson 04 derives both forms and the log-n factor.
+    """
+    _check_qkv(q, k, v)
+    _check_layout(layout)
+    _check_inv_freq(inv_freq, q.shape[-1])
+    _check_window(window)
+    _check_rerope_options(leaky_factor, log_n_train_length)
+    compute = _compute_dtype(q)
+    q, k = q.to(compute), k.to(compute)
+    positions = torch.arange(q.shape[-2], device=q.device)
+    if log_n_train_length is not None:
+        q = q * _log_n_scale(positions, log_n_train_length)[:, None].to(compute)
+    rotated_q = _rotate(q, positions, inv_freq, layout)
+    rotated_k = _rotate(k, positions, inv_freq, layout)
+    a1 = _logits(rotated_q, rotated_k)
+    if leaky_factor is None:
+        a2 = _logits(_rotate(q, torch.full_like(positions, window), inv_freq, layout), k)
+    else:
+        q_line = (positions - window) / leaky_factor + window
+        a2 = _logits(_rotate(q, q_line, inv_freq, layout), _rotate(k, positions / leaky_factor, inv_freq, layout))
+    inside = (positions[:, None] - positions[None, :]) < window  # i − j < w
+    return _attend(torch.where(inside, a1, a2), v, causal)
+
+
+def _log_n_scale(positions, train_length):
+    """max(1, log_L n) for token number n = position + 1 (float64, shape of positions)."""
+    n = positions.to(torch.float64) + 1
+    return (n.log() / math.log(train_length)).clamp(min=1.0)
+
+
+# --- shared pieces -------------------------------------------------------------------
+
+
+def _compute_dtype(x):
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _rotate(x, positions, inv_freq, layout, attention_factor=1.0):
+    """R_p x for x ``(batch, heads, seq, head_dim)`` and positions ``(seq,)`` or ``(batch, seq)``."""
+    cos, sin = rope_cos_sin(positions, inv_freq.to(x.device), attention_factor)
+    if cos.dim() == 3:  # (batch, seq, r/2): add the heads axis
+        cos, sin = cos[:, None], sin[:, None]
+    return apply_rope(x, cos, sin, layout)
+
+
+def _logits(q, k):
+    """q kᵀ / √head_dim, with k's heads repeated for grouped-query attention."""
+    return q @ _repeat_kv(k, q.shape[1]).transpose(-1, -2) / math.sqrt(q.shape[-1])
+
+
+def _repeat_kv(x, heads):
+    return x.repeat_interleave(heads // x.shape[1], dim=1) if x.shape[1] != heads else x
+
+
+def _attend(logits, v, causal):
+    """softmax over keys, then the weighted sum of values; returns v's dtype.
+
+    logits: ``(batch, heads, n_queries, n_keys)``; the queries are the last n_queries
+    tokens, so with ``causal`` query t (at index n_keys − n_queries + t) sees keys up to it.
+    """
+    n_queries, n_keys = logits.shape[-2:]
+    if causal:
+        future = torch.ones(n_queries, n_keys, dtype=torch.bool, device=logits.device).triu(n_keys - n_queries + 1)
+        logits = logits.masked_fill(future, float("-inf"))
+    weights = logits.softmax(dim=-1)
+    values = _repeat_kv(v, logits.shape[1]).to(weights.dtype)
+    return (weights @ values).to(v.dtype)
+
+
 # --- argument checks -----------------------------------------------------------------
 
 
@@ -83,3 +268,48 @@ def _check_factor(factor, name, scheme):
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > minimum:
         what = "the slope 1/k beyond the window needs k > 1" if minimum else "a positive ratio"
         raise ValueError(f"{name} must be a number > {minimum} for {scheme!r} ({what}), got {factor!r}")
+
+
+def _check_rerope_options(leaky_factor, log_n_train_length):
+    if leaky_factor is not None:
+        _check_factor(leaky_factor, "leaky_factor", "leaky_rerope")
+    if log_n_train_length is not None and (
+        isinstance(log_n_train_length, bool) or not isinstance(log_n_train_length, int) or log_n_train_length < 2
+    ):
+        raise ValueError(f"log_n_train_length must be an integer >= 2 (the training length L of log_L n) or None, got {log_n_train_length!r}")
+
+
+def _check_inv_freq(inv_freq, head_dim):
+    if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1 or inv_freq.numel() == 0:
+        raise ValueError(f"inv_freq must be a non-empty 1-D tensor of shape (rotary_dim // 2,), got {_shape(inv_freq)}")
+    if 2 * inv_freq.shape[0] > head_dim:
+        raise ValueError(f"inv_freq has {inv_freq.shape[0]} frequencies, so rotary_dim = {2 * inv_freq.shape[0]} exceeds head_dim = {head_dim}")
+
+
+def _check_qkv(q, k, v, same_length=True):
+    """q ``(batch, heads, n_q, head_dim)``, k ``(batch, kv_heads, n_k, head_dim)``, v ``(batch, kv_heads, n_k, v_dim)``."""
+    names = ("(batch, heads, seq, head_dim)", "(batch, kv_heads, seq, head_dim)", "(batch, kv_heads, seq, v_dim)")
+    for name, t, shape in zip("qkv", (q, k, v), names):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be floating point, got {t.dtype}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.device == k.device == v.device:
+        raise ValueError(f"q, k and v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if not q.shape[0] == k.shape[0] == v.shape[0]:
+        raise ValueError(f"q, k and v must have the same batch size, got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if k.shape[1] != v.shape[1] or q.shape[1] % k.shape[1]:
+        raise ValueError(
+            f"k and v must have the same number of heads, dividing q's {q.shape[1]} (grouped-query attention), "
+            f"got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
+    if k.shape[2] != v.shape[2]:
+        raise ValueError(f"k and v must hold the same number of tokens, got k {tuple(k.shape)} and v {tuple(v.shape)}")
+    if k.shape[3] != q.shape[3]:
+        raise ValueError(f"k must have q's head_dim = {q.shape[3]}, got k {tuple(k.shape)}")
+    if same_length and q.shape[2] != k.shape[2]:
+        raise ValueError(f"q and k must have the same seq (self-attention), got q {tuple(q.shape)} and k {tuple(k.shape)}")

@@ -4,12 +4,15 @@ Every attention result is compared with an independent float64 construction: exp
 rotation matrices (ropekit.rotation_matrix) and per-element loops.
 """
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ropekit.attention import relative_position_matrix
+import ropekit
+from ropekit.attention import relative_position_matrix, rerope_attention, rope_attention
 
 # --- relative_position_matrix ----------------------------------------------------------
 
@@ -94,3 +97,166 @@ def test_rerope_positions_stop_at_the_window_and_leaky_ones_keep_growing_slowly(
 def test_relative_position_matrix_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         relative_position_matrix(**kwargs)
+
+
+# --- independent float64 references ----------------------------------------------------
+
+
+def _qkv(batch=2, heads=4, kv_heads=2, seq=7, head_dim=8, v_dim=None, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, heads, seq, head_dim, generator=g, dtype=dtype)
+    k = torch.randn(batch, kv_heads, seq, head_dim, generator=g, dtype=dtype)
+    v = torch.randn(batch, kv_heads, seq, v_dim or head_dim, generator=g, dtype=dtype)
+    return q, k, v
+
+
+def _attention_loop(q, k, v, logit, causal=True):
+    """out[b, h, i] = Σ_j softmax_j(logit(b, h, i, j)) v[b, h // g, j], one logit at a time."""
+    batch, heads, n_q, _ = q.shape
+    n_k = k.shape[2]
+    groups = heads // k.shape[1]
+    out = torch.zeros(batch, heads, n_q, v.shape[-1], dtype=torch.float64)
+    for b in range(batch):
+        for h in range(heads):
+            for i in range(n_q):
+                visible = range(n_k - n_q + i + 1) if causal else range(n_k)
+                a = torch.tensor([logit(b, h, i, j) for j in visible], dtype=torch.float64)
+                w = torch.softmax(a, dim=0)
+                out[b, h, i] = w @ v[b, h // groups, : len(w)].double()
+    return out
+
+
+def _rope_logit(q, k, inv_freq, layout, positions, attention_factor=1.0, xpos_scale_base=None):
+    """a_ij = (R_{p_i} q_i)·(R_{p_j} k_j) / √d with the explicit matrix, xPos scales from the paper."""
+    head_dim = q.shape[-1]
+    rotary_dim = 2 * inv_freq.shape[0]
+    groups = q.shape[1] // k.shape[1]
+
+    def position(b, i):
+        return float(positions[i] if positions.dim() == 1 else positions[b, i])
+
+    def rotate(x, p, sign):
+        R = torch.eye(head_dim, dtype=torch.float64)
+        # cos and sin carry the attention factor, so it scales the rotated features only
+        R[:rotary_dim, :rotary_dim] = attention_factor * ropekit.rotation_matrix(p, rotary_dim, layout=layout, inv_freq=inv_freq)
+        x = x.double()
+        if xpos_scale_base is not None:  # ζ_i = (2i/d + 0.4)/1.4 on both features of pair i
+            zeta = torch.ones(head_dim, dtype=torch.float64)
+            for i in range(rotary_dim // 2):
+                ia, ib = (i, i + rotary_dim // 2) if layout == "half" else (2 * i, 2 * i + 1)
+                zeta[ia] = zeta[ib] = (2 * i / rotary_dim + 0.4) / 1.4
+            x = x * zeta ** (sign * p / xpos_scale_base)
+        return R @ x
+
+    def logit(b, h, i, j):
+        qi = rotate(q[b, h, i], position(b, i), +1)
+        kj = rotate(k[b, h // groups, j], position(b, j), -1)
+        return float(qi @ kj) / math.sqrt(head_dim)
+
+    return logit
+
+
+def _relative_logit(q, k, inv_freq, layout, rel, log_n_train_length=None):
+    """a_ij = q_iᵀ R_{−rel_ij} k_j / √d, rel from relative_position_matrix (i − j above it)."""
+    head_dim = q.shape[-1]
+    groups = q.shape[1] // k.shape[1]
+
+    def logit(b, h, i, j):
+        r = float(rel[i, j]) if j <= i else float(i - j)
+        qi = q[b, h, i].double()
+        if log_n_train_length is not None:
+            qi = qi * max(1.0, math.log(i + 1) / math.log(log_n_train_length))
+        R = ropekit.rotation_matrix(-r, head_dim, layout=layout, inv_freq=inv_freq)
+        return float(qi @ R @ k[b, h // groups, j].double()) / math.sqrt(head_dim)
+
+    return logit
+
+
+# --- rope_attention --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["half", "paper"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_rope_attention_matches_the_explicit_rotation_matrix_loop(layout, causal):
+    q, k, v = _qkv(v_dim=5)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    out = rope_attention(q, k, v, inv_freq, causal=causal, layout=layout)
+    expected = _attention_loop(q, k, v, _rope_logit(q, k, inv_freq, layout, torch.arange(7)), causal)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["half", "paper"])
+def test_rope_attention_with_batch_positions_attention_factor_and_partial_rotary(layout):
+    q, k, v = _qkv(head_dim=12)
+    inv_freq, _ = ropekit.rope_frequencies(8, scaling="yarn", factor=4.0, original_max_position_embeddings=16)
+    positions = torch.tensor([[0.0, 1, 2, 3, 4, 5, 6], [10, 11.5, 13, 14.5, 16, 17.5, 19]])
+    out = rope_attention(q, k, v, inv_freq, positions=positions, attention_factor=1.3, layout=layout)
+    logit = _rope_logit(q, k, inv_freq, layout, positions, attention_factor=1.3)
+    torch.testing.assert_close(out, _attention_loop(q, k, v, logit), rtol=1e-5, atol=1e-6)
+
+
+def test_rope_attention_grouped_query_heads_equal_repeated_kv_heads():
+    q, k, v = _qkv(heads=6, kv_heads=2, dtype=torch.float32)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    grouped = rope_attention(q, k, v, inv_freq)
+    repeated = rope_attention(q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1), inv_freq)
+    torch.testing.assert_close(grouped, repeated, rtol=0, atol=0)
+    # and each query head really uses its own group's key head
+    assert not torch.allclose(grouped[:, 0], grouped[:, 3])
+
+
+def test_rope_attention_keeps_low_precision_dtype_and_agrees_with_float32():
+    q, k, v = _qkv(dtype=torch.float32)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    out = rope_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), inv_freq)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), rope_attention(q, k, v, inv_freq), rtol=2e-2, atol=2e-2)
+
+
+# --- ReRoPE and Leaky ReRoPE -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["half", "paper"])
+@pytest.mark.parametrize("leaky_factor", [None, 3.0])
+@pytest.mark.parametrize("causal", [True, False])
+def test_rerope_with_a_window_covering_the_sequence_is_exactly_rope(layout, leaky_factor, causal):
+    q, k, v = _qkv(dtype=torch.float32)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    rope = rope_attention(q, k, v, inv_freq, causal=causal, layout=layout)
+    for window in (7, 50):
+        rerope = rerope_attention(q, k, v, inv_freq, window, leaky_factor, causal=causal, layout=layout)
+        assert torch.equal(rerope, rope)
+    # a smaller window really changes the answer
+    assert not torch.allclose(rerope_attention(q, k, v, inv_freq, 2, leaky_factor, causal=causal, layout=layout), rope)
+
+
+@pytest.mark.parametrize("layout", ["half", "paper"])
+@pytest.mark.parametrize("leaky_factor", [None, 2.5])
+@pytest.mark.parametrize("log_n", [None, 3])
+def test_rerope_matches_the_per_element_construction_from_relative_positions(layout, leaky_factor, log_n):
+    q, k, v = _qkv(seq=8)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    scheme = "rerope" if leaky_factor is None else "leaky_rerope"
+    rel = relative_position_matrix(8, scheme, window=3, factor=leaky_factor)
+    out = rerope_attention(q, k, v, inv_freq, 3, leaky_factor, log_n_train_length=log_n, layout=layout)
+    expected = _attention_loop(q, k, v, _relative_logit(q, k, inv_freq, layout, rel, log_n))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_rerope_without_causal_mask_uses_plain_rope_for_later_keys():
+    q, k, v = _qkv(seq=6)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    rel = relative_position_matrix(6, "leaky_rerope", window=2, factor=2.0)
+    out = rerope_attention(q, k, v, inv_freq, 2, 2.0, causal=False)
+    expected = _attention_loop(q, k, v, _relative_logit(q, k, inv_freq, "half", rel), causal=False)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_log_n_leaves_queries_inside_the_training_length_unchanged():
+    q, k, v = _qkv(seq=9)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    plain = rerope_attention(q, k, v, inv_freq, 3)
+    scaled = rerope_attention(q, k, v, inv_freq, 3, log_n_train_length=5)
+    # token numbers n = 1..5 (indices 0..4) have log_5 n <= 1, so their rows are untouched
+    torch.testing.assert_close(scaled[:, :, :5], plain[:, :, :5], rtol=0, atol=0)
+    assert not torch.allclose(scaled[:, :, 5:], plain[:, :, 5:])
