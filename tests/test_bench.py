@@ -1,0 +1,184 @@
+"""Tests for ropekit.bench: the harness's arithmetic, its CSV, and its provider adapters.
+
+No timing thresholds: the harness runs on tiny CPU shapes, and only what it computes from
+the timings (GB/s, speed vs the baseline) and the schema are checked.
+"""
+
+import csv
+import importlib
+import json
+
+import pytest
+import torch
+
+import ropekit
+from ropekit import bench
+from ropekit.reference import apply_rope_matrix
+
+SCHEMA = ("suite,provider,layout,pass,batch,seq,q_heads,kv_heads,head_dim,dtype,window,"
+          "time_us,gbps,baseline,speed_vs_baseline,peak_mem_mb,status").split(",")
+NUMERIC = ("time_us", "gbps", "speed_vs_baseline", "peak_mem_mb")
+ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+
+def test_effective_bytes_match_a_hand_count():
+    # q: 2·8·4·16 = 1024 elements, k: 2·8·2·16 = 512; bf16 is 2 bytes each.
+    # Forward reads both and writes both: 2 · (1024 + 512) · 2 = 6144 bytes.
+    assert bench.rope_bytes(2, 8, 4, 2, 16, torch.bfloat16, "fwd") == 6144
+    assert bench.rope_bytes(2, 8, 4, 2, 16, torch.bfloat16, "bwd") == 6144
+    assert bench.rope_bytes(2, 8, 4, 2, 16, torch.bfloat16, "fwd+bwd") == 12288
+    assert bench.rope_bytes(2, 8, 4, 2, 16, torch.float32, "fwd") == 12288
+    # attention: read q, k, v and write the output, each 1·2·8·16 = 256 fp16 elements.
+    assert bench.attention_bytes(1, 2, 8, 16, torch.float16) == 4 * 256 * 2
+    with pytest.raises(ValueError, match="pass_"):
+        bench.rope_bytes(1, 1, 1, 1, 2, torch.float32, "forward")
+
+
+def test_cli_parses_quick_and_the_default_shape_family():
+    args = bench.parse_args(["--quick"])
+    assert args.quick and args.suite == "all"
+    gpu = bench.resolve(args, "cuda")
+    assert {(1, 1024), (1, 16384), (4, 8192)} <= set(gpu["rope_shapes"])
+    assert gpu["rerope_shapes"] == [(1, 4096)] and gpu["window"] == 512
+    full = bench.resolve(bench.parse_args([]), "cuda")
+    assert {(1, 1024), (1, 16384), (4, 8192)} <= set(full["rope_shapes"])
+    assert full["rerope_shapes"] == [(1, 4096), (1, 8192), (1, 16384)]
+    # the issue asks for shapes whose q + k working set is at least 256 MB
+    assert max(bench.rope_bytes(b, s, 32, 8, 128, torch.bfloat16) / 2 for b, s in full["rope_shapes"]) >= 256e6
+    cpu = bench.resolve(args, "cpu")
+    assert max(s for _, s in cpu["rope_shapes"]) <= 1024 and "torch_compile" not in cpu["rope_providers"]
+    assert cpu["rope_providers"][0] == "copy" and cpu["rerope_providers"][0] == "sdpa_rope"
+
+
+def test_cli_overrides_and_rejects_bad_values():
+    args = bench.parse_args(["--batch", "2", "--seq", "16", "32", "--providers", "torch_eager", "--dtype", "fp32"])
+    config = bench.resolve(args, "cpu")
+    assert config["rope_shapes"] == [(2, 16), (2, 32)]
+    assert config["rope_providers"] == ["copy", "torch_eager"]  # the baseline always runs
+    assert config["rerope_providers"] == ["sdpa_rope"] and config["dtype"] == torch.float32
+    for bad in (["--seq", "0"], ["--providers", "nope"], ["--suite", "both"], ["--head-dim", "-2"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+
+
+def _read(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def test_cpu_run_writes_the_schema_with_consistent_numbers(tmp_path, capsys):
+    argv = ["--suite", "all", "--out", str(tmp_path), "--batch", "1", "2", "--seq", "16", "--heads", "4",
+            "--kv-heads", "2", "--head-dim", "16", "--dtype", "fp32", "--window", "4", "--reps", "3",
+            "--warmup", "0", "--providers", "torch_eager", "ropekit", "liger", "reference", "ropekit_fused"]
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU behaviour (GPU providers skipped with a reason)")
+    bench.main(argv)
+    header, rows = _read(tmp_path / "results.csv")
+    assert header == SCHEMA
+
+    rope = [r for r in rows if r["suite"] == "rope"]
+    # 2 shapes × (copy + eager half/paper + ropekit half/paper + liger half) × 3 passes
+    assert len(rope) == 2 * 6 * 3
+    copy_time = {(r["batch"], r["pass"]): float(r["time_us"]) for r in rope if r["provider"] == "copy"}
+    for r in rope:
+        assert r["baseline"] == "copy" and r["window"] == ""
+        if r["provider"] in ("ropekit", "liger"):
+            assert r["status"].startswith("skipped: needs a CUDA GPU")
+            assert all(r[c] == "" for c in NUMERIC)
+            continue
+        assert r["status"] == "ok", r
+        t, gbps, speed = float(r["time_us"]), float(r["gbps"]), float(r["speed_vs_baseline"])
+        assert t > 0 and gbps > 0 and speed > 0
+        b, s = int(r["batch"]), int(r["seq"])
+        moved = 2 * b * s * (4 + 2) * 16 * ITEMSIZE[r["dtype"]] * (2 if r["pass"] == "fwd+bwd" else 1)
+        assert gbps == pytest.approx(moved / (t * 1e-6) / 1e9, rel=1e-9)
+        assert speed == pytest.approx(copy_time[(r["batch"], r["pass"])] / t, rel=1e-9)
+        assert r["peak_mem_mb"] == ""  # no allocator statistics on CPU
+    assert {r["layout"] for r in rope if r["provider"] == "torch_eager"} == {"half", "paper"}
+
+    rerope = [r for r in rows if r["suite"] == "rerope"]
+    assert [r["provider"] for r in rerope] == ["sdpa_rope", "reference", "ropekit_fused"] * 2
+    sdpa_time = {r["batch"]: float(r["time_us"]) for r in rerope if r["provider"] == "sdpa_rope"}
+    for r in rerope:
+        assert r["baseline"] == "sdpa_rope" and r["window"] == "4" and r["pass"] == "fwd"
+        if r["provider"] == "ropekit_fused":
+            assert r["status"].startswith("skipped: needs a CUDA GPU")
+            continue
+        assert r["status"] == "ok", r
+        t = float(r["time_us"])
+        moved = 4 * int(r["batch"]) * 4 * 16 * 16 * 4  # q, k, v read, output written; fp32
+        assert float(r["gbps"]) == pytest.approx(moved / (t * 1e3), rel=1e-9)
+        assert float(r["speed_vs_baseline"]) == pytest.approx(sdpa_time[r["batch"]] / t, rel=1e-9)
+
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["command"].startswith("python -m ropekit.bench --suite all")
+    assert meta["torch"] == torch.__version__ and meta["device"].startswith("CPU")
+    printed = capsys.readouterr().out
+    assert "skipping ropekit: needs a CUDA GPU" in printed
+    if hasattr(importlib.import_module("ropekit.viz"), "plot_benchmark"):
+        assert (tmp_path / "rope.png").exists() and (tmp_path / "rerope.png").exists()
+    else:
+        assert "plotting skipped" in printed
+
+
+def test_a_provider_with_a_wrong_answer_gets_a_skipped_row_not_a_time(monkeypatch):
+    def forgets_to_rotate(layout, cos, sin, inv_freq):
+        return lambda q, k: (q * 1, k * 1)
+
+    monkeypatch.setitem(bench.ROPE_PROVIDERS, "torch_eager", (("half",), forgets_to_rotate))
+    rows = bench.run_rope_suite([(1, 8)], 2, 1, 8, torch.float32, ["copy", "torch_eager"], ["fwd"], "cpu",
+                                reps=2, warmup=0)
+    copy, wrong = rows
+    assert copy["status"] == "ok"
+    assert wrong["status"].startswith("skipped: wrong result vs ropekit.apply_rope (max abs error")
+    assert wrong["time_us"] == "" and wrong["speed_vs_baseline"] == ""
+
+
+def _rotated_by_matrix(x, layout):
+    """x (batch, seq, heads, head_dim) rotated by the dense R_{Θ,m} of RoFormer eq. 15, float64."""
+    inv_freq = ropekit.rope_frequencies(x.shape[-1])[0]
+    per_head = x.transpose(1, 2)  # (batch, heads, seq, head_dim), seq second to last
+    return apply_rope_matrix(per_head, x.shape[1], inv_freq, layout).transpose(1, 2)
+
+
+@pytest.mark.parametrize("provider", ["torch_eager", "torch_complex", "ropekit"])
+def test_provider_adapters_rotate_like_the_rotation_matrix(provider, device):
+    if provider == "ropekit":
+        pytest.importorskip("ropekit.kernels.rope")
+    torch.manual_seed(0)
+    q = torch.randn(2, 5, 4, 16, device=device)
+    k = torch.randn(2, 5, 2, 16, device=device)
+    inv_freq = ropekit.rope_frequencies(16)[0].to(device)
+    cos, sin = ropekit.rope_cos_sin(torch.arange(5, device=device), inv_freq)
+    layouts, build = bench.ROPE_PROVIDERS[provider]
+    for layout in layouts:
+        q_out, k_out = build(layout, cos, sin, inv_freq)(q, k)
+        torch.testing.assert_close(q_out.double().cpu(), _rotated_by_matrix(q.cpu(), layout), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(k_out.double().cpu(), _rotated_by_matrix(k.cpu(), layout), atol=1e-5, rtol=1e-5)
+
+
+def test_copy_provider_copies_values_and_gradients():
+    q = torch.randn(1, 3, 2, 4, requires_grad=True)
+    k = torch.randn(1, 3, 1, 4, requires_grad=True)
+    dq, dk = torch.randn_like(q), torch.randn_like(k)
+    q_out, k_out = bench.ROPE_PROVIDERS["copy"][1]("", None, None, None)(q, k)
+    assert q_out.data_ptr() != q.data_ptr()
+    assert torch.equal(q_out, q) and torch.equal(k_out, k)
+    gq, gk = torch.autograd.grad((q_out, k_out), (q, k), (dq, dk))
+    assert torch.equal(gq, dq) and torch.equal(gk, dk) and gq.data_ptr() != dq.data_ptr()
+
+
+def test_unavailable_explains_why():
+    assert bench.unavailable("torch_eager", "cpu") is None
+    assert "needs a CUDA GPU" in bench.unavailable("liger", "cpu")
+    assert bench._failure(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")) == "out of memory"
+    assert bench._failure(ValueError("bad\nthing")) == "ValueError: bad thing"
+
+
+def test_progress_falls_back_to_plain_prints(monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)  # import fails
+    progress = bench._Progress(2, "rope")
+    progress.start("B1 S16 copy")
+    progress.done()
+    assert "[rope 1/2] B1 S16 copy" in capsys.readouterr().out
