@@ -182,3 +182,39 @@ def test_progress_falls_back_to_plain_prints(monkeypatch, capsys):
     progress.start("B1 S16 copy")
     progress.done()
     assert "[rope 1/2] B1 S16 copy" in capsys.readouterr().out
+
+
+def test_rerope_adapters_agree_with_the_reference(device):
+    attention = pytest.importorskip("ropekit.attention")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 12, 32, device=device) for _ in range(3))
+    inv_freq = ropekit.rope_frequencies(32)[0].to(device)
+    # With the window covering every distance, ReRoPE is plain RoPE attention: SDPA on
+    # rotated q and k must give the reference's output.
+    wide = attention.rerope_attention(q, k, v, inv_freq, window=12)
+    torch.testing.assert_close(bench._rerope_fn("sdpa_rope", q, k, v, inv_freq, 12)(), wide, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bench._rerope_fn("reference", q, k, v, inv_freq, 12)(), wide)
+    narrow = attention.rerope_attention(q, k, v, inv_freq, window=4)
+    assert not torch.allclose(narrow, wide, atol=1e-3)  # the window matters at this size
+    pytest.importorskip("ropekit.kernels.rerope_attention")
+    fused = bench._rerope_fn("ropekit_fused", q, k, v, inv_freq, 4)()
+    torch.testing.assert_close(fused, narrow, atol=2e-3, rtol=2e-3)
+
+
+def test_kernel_providers_run_end_to_end_when_available(monkeypatch, device):
+    """The Triton providers' path through the harness (check, three passes, baseline),
+    under the interpreter on CPU: the timings are meaningless, the plumbing is not."""
+    pytest.importorskip("ropekit.kernels.rerope_attention")
+    monkeypatch.setattr(bench, "unavailable", lambda provider, device: None)
+    rows = bench.run_rerope_suite([(1, 16)], 2, 32, torch.float32, 4, ["sdpa_rope", "reference", "ropekit_fused"],
+                                  device, reps=1, warmup=0)
+    assert [r["status"] for r in rows] == ["ok"] * 3, rows
+    assert all(float(r["speed_vs_baseline"]) > 0 for r in rows)
+    try:
+        import ropekit.kernels.rope  # noqa: F401
+    except ImportError:
+        return
+    rows = bench.run_rope_suite([(1, 8)], 2, 1, 16, torch.float32, ["copy", "ropekit"], list(bench.PASSES), device,
+                                reps=1, warmup=0)
+    assert [(r["provider"], r["layout"], r["status"]) for r in rows] == (
+        [("copy", "", "ok")] * 3 + [("ropekit", "half", "ok")] * 3 + [("ropekit", "paper", "ok")] * 3), rows
