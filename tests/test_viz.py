@@ -335,3 +335,77 @@ def test_attention_logits_rejects_bad_arguments():
         viz.plot_attention_logits(torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8), head=2)
     with pytest.raises(ValueError, match="schemes"):
         viz.plot_attention_logits(q, q, "nope")
+
+
+# --- plot_benchmark ------------------------------------------------------------------------
+
+HEADER = "suite,provider,layout,pass,batch,seq,q_heads,kv_heads,head_dim,dtype,window,time_us,gbps,baseline,speed_vs_baseline,peak_mem_mb,status"
+
+
+def bench_csv(tmp_path):
+    """A small results.csv as ropekit.bench writes it: two providers, two seqs, two passes, one skipped row."""
+    lines = [HEADER]
+    for seq, copy_gbps, eager_gbps in ((1024, 2000.0, 500.0), (4096, 3000.0, 900.0)):
+        for pass_ in ("fwd", "bwd"):
+            lines.append(f"rope,copy,,{pass_},1,{seq},32,8,128,bf16,,10.0,{copy_gbps},copy,1.0,,ok")
+            lines.append(f"rope,torch_eager,half,{pass_},1,{seq},32,8,128,bf16,,40.0,{eager_gbps},copy,{eager_gbps / copy_gbps},,ok")
+    lines.append("rope,liger,half,fwd,1,1024,32,8,128,bf16,,,,copy,,,skipped: liger_kernel not importable")
+    for seq, t_ref, t_sdpa, mem_ref in ((1024, 900.0, 100.0, 64.0), (2048, 3500.0, 300.0, 256.0)):
+        lines.append(f"rerope,sdpa_rope,,fwd,1,{seq},32,32,128,bf16,512,{t_sdpa},1.0,sdpa_rope,1.0,8.0,ok")
+        lines.append(f"rerope,reference,half,fwd,1,{seq},32,32,128,bf16,512,{t_ref},1.0,sdpa_rope,{t_sdpa / t_ref},{mem_ref},ok")
+    path = tmp_path / "results.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_benchmark_rope_suite_draws_the_csv_values(tmp_path):
+    path = bench_csv(tmp_path)
+    fig = viz.plot_benchmark(path, suite="rope")
+    panels = [a for a in fig.axes]
+    assert len(panels) == 4  # two passes in the file: GB/s row, fraction-of-copy row
+    fwd_gbps, bwd_gbps, fwd_fraction, bwd_fraction = panels
+    lines = {line.get_label(): line for line in fwd_gbps.get_lines()}
+    assert set(lines) == {"copy", "torch_eager half"}  # the skipped liger row is left out
+    np.testing.assert_array_equal(lines["copy"].get_xdata(), [1024, 4096])
+    np.testing.assert_array_equal(lines["torch_eager half"].get_ydata(), [500.0, 900.0])
+    eager = [line for line in bwd_fraction.get_lines() if line.get_label() == "torch_eager half"][0]
+    np.testing.assert_allclose(eager.get_ydata(), [0.25, 0.3])
+    assert fwd_gbps.get_xscale() == "log" and "fwd" in fwd_gbps.get_title() and "bwd" in bwd_gbps.get_title()
+    assert_labelled(fig)
+
+
+def test_benchmark_accepts_row_dicts_and_splits_by_batch(tmp_path):
+    import csv
+
+    rows = list(csv.DictReader(open(bench_csv(tmp_path))))
+    extra = dict(rows[1], batch="4", gbps="777.0")  # torch_eager fwd at batch 4
+    fig = viz.plot_benchmark(rows + [extra], suite="rope")
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert "torch_eager half, batch 4" in labels and "torch_eager half, batch 1" in labels
+    batch4 = fig.axes[0].get_lines()[labels.index("torch_eager half, batch 4")]
+    np.testing.assert_array_equal(batch4.get_ydata(), [777.0])
+
+
+def test_benchmark_rerope_suite_draws_time_and_memory(tmp_path):
+    fig = viz.plot_benchmark(str(bench_csv(tmp_path)), suite="rerope")
+    ax_time, ax_mem = fig.axes
+    by_label = {line.get_label(): line for line in ax_time.get_lines()}
+    np.testing.assert_array_equal(by_label["reference half"].get_ydata(), [900.0, 3500.0])
+    mem = {line.get_label(): line for line in ax_mem.get_lines()}
+    np.testing.assert_array_equal(mem["reference half"].get_ydata(), [64.0, 256.0])
+    np.testing.assert_array_equal(mem["sdpa_rope"].get_xdata(), [1024, 2048])
+    assert ax_time.get_yscale() == "log"
+    assert_labelled(fig)
+
+
+def test_benchmark_rejects_bad_data(tmp_path):
+    with pytest.raises(ValueError, match="suite"):
+        viz.plot_benchmark(bench_csv(tmp_path), suite="attention")
+    with pytest.raises(ValueError, match="lacks the column"):
+        viz.plot_benchmark([{"suite": "rope", "provider": "copy"}])
+    with pytest.raises(TypeError, match="data must be"):
+        viz.plot_benchmark(42)
+    only_skipped = tmp_path / "skipped.csv"
+    only_skipped.write_text(HEADER + "\nrope,liger,half,fwd,1,1024,32,8,128,bf16,,,,copy,,,skipped: no GPU\n")
+    with pytest.raises(ValueError, match="no rows"):
+        viz.plot_benchmark(only_skipped)
