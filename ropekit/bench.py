@@ -1,6 +1,6 @@
 """How fast is RoPE? A benchmark harness and CLI: ``python -m ropekit.bench``.
 
-Rerun it on a GPU (about a minute)::
+Rerun it on a GPU (about 40 s on an H100)::
 
     python -m ropekit.bench --quick --out my_results
 
@@ -25,10 +25,14 @@ copy_time / provider_time: 1.0 is copy speed, 0.5 twice as slow. Eager torch mak
 passes over memory (float32 temporaries, a concatenation), so expect it well below 1; a
 fused kernel reads and writes each element once and should come close to 1. Compare the
 ``half`` and ``paper`` layouts too: paper pairs neighbouring features, half pairs features
-head_dim/2 apart. In the ReRoPE suite the baseline is SDPA (flash attention) on q and k
-rotated beforehand, i.e. ordinary RoPE attention, the best ReRoPE can hope for; the
-two-product reference pays for two (seq, seq) logit matrices, visible in ``peak_mem_mb``,
-and the fused kernel keeps memory O(seq). Lesson 04 explains ReRoPE.
+head_dim/2 apart. Trust the large shapes most: at B1 S1024 a call moves only 10 MB, a few µs
+of memory traffic, so providers are timed mostly waiting for Python and kernel launches
+(see Time below), which is a different lesson (CUDA graphs, fusion into the next kernel).
+
+In the ReRoPE suite the baseline is SDPA (flash attention) on q and k rotated beforehand,
+i.e. ordinary RoPE attention, the best ReRoPE can hope for. The two-product reference pays
+for two (seq, seq) logit matrices, visible in ``peak_mem_mb``; the fused kernel keeps
+memory O(seq). Lesson 04 explains ReRoPE.
 
 Conventions
 -----------
@@ -42,7 +46,10 @@ Conventions
   timed with CUDA events after writing a 256 MB buffer, which evicts q and k from L2 (50 MB
   on an H100), so small shapes are not timed from cache: the method of
   ``triton.testing.do_bench``, written out so ``--reps`` is an exact count and a GPU without
-  triton still runs the torch providers. On CPU: ``time.perf_counter``.
+  triton still runs the torch providers. As with do_bench, the CPU queues the call while
+  the GPU writes that buffer (~0.1 ms); when the Python and launch work of a call (autograd,
+  many small eager kernels) takes longer, the GPU waits inside the timed interval and that
+  wait is counted. On CPU: ``time.perf_counter``.
 * Passes: ``fwd`` runs the provider on q and k that require grad, as in training; ``bwd``
   calls ``torch.autograd.grad`` on one saved graph (``retain_graph=True``), so it times the
   backward alone; ``fwd+bwd`` does both. The ReRoPE suite is forward only, without grad.
@@ -367,7 +374,8 @@ def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, 
                         out = None
                         if reason is None:
                             t = time_us(run, device, reps, warmup)
-                            _fill(row, t, attention_bytes(batch, heads, seq, head_dim, dtype), peak_extra_mb(run, device))
+                            nbytes = attention_bytes(batch, heads, seq, head_dim, dtype)
+                            _fill(row, t, nbytes, peak_extra_mb(run, device))
             except Exception as err:
                 reason = _failure(err)
             if reason is not None:
@@ -600,7 +608,8 @@ def meta(config, argv):
         "flash_attn": version("flash-attn") or version("flash_attn"),
         "reps": config["reps"],
         "warmup": config["warmup"],
-        "bytes": "read + write of q and k (gradients for bwd), cos/sin tables not counted; attention: read q, k, v + write out",
+        "bytes": "rope: read + write of q and k (of their gradients for bwd), cos/sin tables not counted; "
+                 "attention: read q, k, v + write out",
         "timing": "median; CUDA events after a 256 MB L2 flush" if gpu else "median of time.perf_counter",
     }
 
