@@ -118,29 +118,39 @@ def rope_attention(
     if positions is None:
         positions = torch.arange(seq, device=q.device)
     elif not isinstance(positions, torch.Tensor) or positions.shape not in ((seq,), (batch, seq)):
-        raise ValueError(f"positions must be a tensor of shape (seq,) = ({seq},) or (batch, seq) = ({batch}, {seq}), got {_shape(positions)}")
+        raise ValueError(
+            f"positions must be a tensor of shape (seq,) = ({seq},) or (batch, seq) = ({batch}, {seq}), "
+            f"got {_shape(positions)}"
+        )
     if xpos_scale_base is not None and (
         isinstance(xpos_scale_base, bool) or not isinstance(xpos_scale_base, (int, float)) or not xpos_scale_base > 0
     ):
-        raise ValueError(f"xpos_scale_base must be a positive number (512 in the xPos paper) or None, got {xpos_scale_base!r}")
+        raise ValueError(f"xpos_scale_base must be a positive number (512 in xPos) or None, got {xpos_scale_base!r}")
     compute = _compute_dtype(q)
     q, k = q.to(compute), k.to(compute)
     positions = positions.to(q.device)
     if xpos_scale_base is not None:
         zeta_power = _xpos_scale(positions, inv_freq, q.shape[-1], xpos_scale_base, layout).to(compute)
         q, k = q * zeta_power, k / zeta_power
-    logits = _logits(_rotate(q, positions, inv_freq, layout, attention_factor), _rotate(k, positions, inv_freq, layout, attention_factor))
-    return _attend(logits, v, causal)
+    rotated_q = _rotate(q, positions, inv_freq, layout, attention_factor)
+    rotated_k = _rotate(k, positions, inv_freq, layout, attention_factor)
+    return _attend(_logits(rotated_q, rotated_k), v, causal)
 
 
 def _xpos_scale(positions, inv_freq, head_dim, scale_base, layout):
-    """ζ^{p/scale_base} per feature: shape positions.shape[:-1] + (1, seq, head_dim), heads axis
-    included; features beyond rotary_dim are not scaled."""
+    """ζ^{p/scale_base} per feature, shaped to broadcast against (batch, heads, seq, head_dim).
+
+    Pair i's two features both get ζ_i, laid out like the pairs; features beyond rotary_dim
+    get 1. Positions are first centred (as torchscale does): shifting every position by one
+    constant leaves each logit unchanged and halves the exponent, which is what overflows
+    float32 first (ζ_0^{−p/512} passes 1e38 near p ≈ 36k uncentred).
+    """
     half = inv_freq.shape[0]
     zeta = (torch.arange(half, dtype=torch.float64) * 2 / (2 * half) + 0.4) / 1.4  # ζ_i, γ = 0.4
     zeta = torch.cat((zeta, zeta)) if layout == "half" else zeta.repeat_interleave(2)
     zeta = torch.cat((zeta, torch.ones(head_dim - 2 * half, dtype=torch.float64))).to(positions.device)
-    power = positions.to(torch.float64)[..., None] / scale_base
+    p = positions.to(torch.float64)
+    power = (p - (p.max() + p.min()) / 2)[..., None] / scale_base
     scale = zeta**power
     return scale[:, None] if scale.dim() == 3 else scale
 
@@ -148,7 +158,9 @@ def _xpos_scale(positions, inv_freq, head_dim, scale_base, layout):
 # --- ReRoPE and Leaky ReRoPE (lesson 04) ---------------------------------------------
 
 
-def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, log_n_train_length=None, layout="half"):
+def rerope_attention(
+    q, k, v, inv_freq, window, leaky_factor=None, causal=True, log_n_train_length=None, layout="half"
+):
     """ReRoPE / Leaky ReRoPE attention, computed as in the blog post: two logit matrices, merged.
 
     The effective relative position (see :func:`relative_position_matrix`) is no longer
@@ -216,6 +228,74 @@ def _log_n_scale(positions, train_length):
     return (n.log() / math.log(train_length)).clamp(min=1.0)
 
 
+# --- ReRoPE decoding: one product per key (lesson 04) --------------------------------
+
+
+def rerope_decode_step(
+    q, k_cache, v_cache, position, inv_freq, window, leaky_factor=None, layout="half", log_n_train_length=None
+):
+    """One new query against keys cached *before* rotation: the single-product form of ReRoPE.
+
+    With one query there is nothing to merge: each key needs one product. Writing
+    ⟨R_i q, R_j k⟩ = qᵀ R_{j−i} k and the effective position of
+    :func:`relative_position_matrix`, the blog's decode formula is
+
+        ReRoPE: a_ij = q_iᵀ R_{max(j−i, −w)} k_j
+        Leaky:  a_ij = q_iᵀ R_{max(j−i, (j−i+w)/k − w)} k_j
+
+    The w keys inside the window (i − w < j ≤ i) each need their own rotation R_{j−i}.
+    Every older key shares one rotation, which moves onto the query instead:
+    q_iᵀ R_{−w} k_j = ⟨R_w q_i, k_j⟩, so ReRoPE rotates q once by +w and dots it with the
+    raw cached keys. For Leaky, q_iᵀ R_{(j−i+w)/k − w} k_j = ⟨R_{(i−w)/k + w} q_i, R_{j/k} k_j⟩:
+    q is rotated once, and the old keys by j/k (a decoder that keeps a second cache of
+    R_{j/k} k_j skips that too). This is why ReRoPE caches keys unrotated: a cache of
+    R_j k_j would have to be un-rotated at every step.
+
+    Args:
+        q: ``(batch, heads, 1, head_dim)``, the new query, not rotated.
+        k_cache: ``(batch, kv_heads, position + 1, head_dim)``, keys at positions
+            0 .. position (the new key included), not rotated.
+        v_cache: ``(batch, kv_heads, position + 1, v_dim)``.
+        position: i, the 0-based position of the new query.
+        inv_freq, window, leaky_factor, layout, log_n_train_length: as in
+            :func:`rerope_attention` (log-n multiplies q by max(1, ln(i + 1) / ln L)).
+
+    Returns:
+        ``(batch, heads, 1, v_dim)``, equal (up to rounding) to the last row of
+        :func:`rerope_attention` over the whole sequence. Lesson 04 checks that.
+    """
+    _check_qkv(q, k_cache, v_cache, same_length=False)
+    _check_layout(layout)
+    _check_inv_freq(inv_freq, q.shape[-1])
+    _check_window(window)
+    _check_rerope_options(leaky_factor, log_n_train_length)
+    if q.shape[2] != 1:
+        raise ValueError(f"q must hold one new query, shape (batch, heads, 1, head_dim), got {tuple(q.shape)}")
+    if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        raise ValueError(f"position must be a non-negative integer (the new query's index), got {position!r}")
+    if k_cache.shape[2] != position + 1:
+        raise ValueError(
+            f"k_cache must hold the keys of positions 0 .. position = {position} (position + 1 tokens), "
+            f"got {k_cache.shape[2]} tokens"
+        )
+    compute = _compute_dtype(q)
+    q, k = q.to(compute), k_cache.to(compute)
+    if log_n_train_length is not None:
+        q = q * max(1.0, math.log(position + 1) / math.log(log_n_train_length))
+    first_near = max(0, position - window + 1)  # keys j >= first_near have i − j < w
+    device = q.device
+    near_offsets = torch.arange(first_near - position, 1, device=device)  # j − i, in (−w, 0]
+    near = _logits(q, _rotate(k[:, :, first_near:], near_offsets, inv_freq, layout))
+    old = k[:, :, :first_near]
+    if leaky_factor is None:
+        far = _logits(_rotate(q, torch.tensor([window], device=device), inv_freq, layout), old)
+    else:
+        q_line = torch.tensor([(position - window) / leaky_factor + window], device=device)
+        k_line = torch.arange(first_near, device=device) / leaky_factor
+        far = _logits(_rotate(q, q_line, inv_freq, layout), _rotate(old, k_line, inv_freq, layout))
+    return _attend(torch.cat((far, near), dim=-1), v_cache, causal=False)
+
+
 # --- shared pieces -------------------------------------------------------------------
 
 
@@ -276,18 +356,25 @@ def _check_rerope_options(leaky_factor, log_n_train_length):
     if log_n_train_length is not None and (
         isinstance(log_n_train_length, bool) or not isinstance(log_n_train_length, int) or log_n_train_length < 2
     ):
-        raise ValueError(f"log_n_train_length must be an integer >= 2 (the training length L of log_L n) or None, got {log_n_train_length!r}")
+        raise ValueError(
+            f"log_n_train_length must be an integer >= 2 (the training length L of log_L n) or None, "
+            f"got {log_n_train_length!r}"
+        )
 
 
 def _check_inv_freq(inv_freq, head_dim):
     if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1 or inv_freq.numel() == 0:
-        raise ValueError(f"inv_freq must be a non-empty 1-D tensor of shape (rotary_dim // 2,), got {_shape(inv_freq)}")
+        raise ValueError(f"inv_freq must be a non-empty 1-D tensor (rotary_dim // 2,), got {_shape(inv_freq)}")
     if 2 * inv_freq.shape[0] > head_dim:
-        raise ValueError(f"inv_freq has {inv_freq.shape[0]} frequencies, so rotary_dim = {2 * inv_freq.shape[0]} exceeds head_dim = {head_dim}")
+        raise ValueError(
+            f"inv_freq has {inv_freq.shape[0]} frequencies, so rotary_dim = {2 * inv_freq.shape[0]} "
+            f"exceeds head_dim = {head_dim}"
+        )
 
 
 def _check_qkv(q, k, v, same_length=True):
-    """q ``(batch, heads, n_q, head_dim)``, k ``(batch, kv_heads, n_k, head_dim)``, v ``(batch, kv_heads, n_k, v_dim)``."""
+    """q ``(batch, heads, n_q, head_dim)``, k ``(batch, kv_heads, n_k, head_dim)``,
+    v ``(batch, kv_heads, n_k, v_dim)``; n_q = n_k unless ``same_length`` is False."""
     names = ("(batch, heads, seq, head_dim)", "(batch, kv_heads, seq, head_dim)", "(batch, kv_heads, seq, v_dim)")
     for name, t, shape in zip("qkv", (q, k, v), names):
         if not isinstance(t, torch.Tensor):
@@ -301,15 +388,17 @@ def _check_qkv(q, k, v, same_length=True):
     if not q.device == k.device == v.device:
         raise ValueError(f"q, k and v must be on one device, got {q.device}, {k.device}, {v.device}")
     if not q.shape[0] == k.shape[0] == v.shape[0]:
-        raise ValueError(f"q, k and v must have the same batch size, got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"q, k and v must have the same batch size, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if k.shape[1] != v.shape[1] or q.shape[1] % k.shape[1]:
         raise ValueError(
             f"k and v must have the same number of heads, dividing q's {q.shape[1]} (grouped-query attention), "
             f"got k {tuple(k.shape)} and v {tuple(v.shape)}"
         )
     if k.shape[2] != v.shape[2]:
-        raise ValueError(f"k and v must hold the same number of tokens, got k {tuple(k.shape)} and v {tuple(v.shape)}")
+        raise ValueError(f"k and v must hold the same number of tokens, got k {tuple(k.shape)}, v {tuple(v.shape)}")
     if k.shape[3] != q.shape[3]:
         raise ValueError(f"k must have q's head_dim = {q.shape[3]}, got k {tuple(k.shape)}")
     if same_length and q.shape[2] != k.shape[2]:
-        raise ValueError(f"q and k must have the same seq (self-attention), got q {tuple(q.shape)} and k {tuple(k.shape)}")
+        raise ValueError(f"q and k must have the same seq (self-attention), got {tuple(q.shape)}, {tuple(k.shape)}")

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ropekit
-from ropekit.attention import relative_position_matrix, rerope_attention, rope_attention
+from ropekit.attention import relative_position_matrix, rerope_attention, rerope_decode_step, rope_attention
 
 # --- relative_position_matrix ----------------------------------------------------------
 
@@ -138,7 +138,8 @@ def _rope_logit(q, k, inv_freq, layout, positions, attention_factor=1.0, xpos_sc
     def rotate(x, p, sign):
         R = torch.eye(head_dim, dtype=torch.float64)
         # cos and sin carry the attention factor, so it scales the rotated features only
-        R[:rotary_dim, :rotary_dim] = attention_factor * ropekit.rotation_matrix(p, rotary_dim, layout=layout, inv_freq=inv_freq)
+        R[:rotary_dim, :rotary_dim] = ropekit.rotation_matrix(p, rotary_dim, layout=layout, inv_freq=inv_freq)
+        R[:rotary_dim, :rotary_dim] *= attention_factor
         x = x.double()
         if xpos_scale_base is not None:  # ζ_i = (2i/d + 0.4)/1.4 on both features of pair i
             zeta = torch.ones(head_dim, dtype=torch.float64)
@@ -227,7 +228,8 @@ def test_rerope_with_a_window_covering_the_sequence_is_exactly_rope(layout, leak
         rerope = rerope_attention(q, k, v, inv_freq, window, leaky_factor, causal=causal, layout=layout)
         assert torch.equal(rerope, rope)
     # a smaller window really changes the answer
-    assert not torch.allclose(rerope_attention(q, k, v, inv_freq, 2, leaky_factor, causal=causal, layout=layout), rope)
+    smaller = rerope_attention(q, k, v, inv_freq, 2, leaky_factor, causal=causal, layout=layout)
+    assert not torch.allclose(smaller, rope)
 
 
 @pytest.mark.parametrize("layout", ["half", "paper"])
@@ -260,3 +262,126 @@ def test_log_n_leaves_queries_inside_the_training_length_unchanged():
     # token numbers n = 1..5 (indices 0..4) have log_5 n <= 1, so their rows are untouched
     torch.testing.assert_close(scaled[:, :, :5], plain[:, :, :5], rtol=0, atol=0)
     assert not torch.allclose(scaled[:, :, 5:], plain[:, :, 5:])
+
+
+# --- ReRoPE decoding ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["half", "paper"])
+@pytest.mark.parametrize("leaky_factor", [None, 2.5])
+@pytest.mark.parametrize("log_n", [None, 4])
+def test_rerope_decode_step_equals_every_row_of_full_attention(layout, leaky_factor, log_n):
+    q, k, v = _qkv(seq=9, v_dim=5)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    full = rerope_attention(q, k, v, inv_freq, 3, leaky_factor, log_n_train_length=log_n, layout=layout)
+    for i in range(9):  # i < w − 1, i = w − 1 and i >= w all occur
+        step = rerope_decode_step(
+            q[:, :, i : i + 1], k[:, :, : i + 1], v[:, :, : i + 1], i, inv_freq, 3, leaky_factor,
+            layout=layout, log_n_train_length=log_n,
+        )
+        torch.testing.assert_close(step, full[:, :, i : i + 1], rtol=1e-6, atol=1e-7)
+
+
+@given(
+    seq=st.integers(1, 12),
+    window=st.integers(1, 14),
+    leaky_factor=st.one_of(st.none(), st.floats(1.05, 16.0)),
+    log_n=st.one_of(st.none(), st.integers(2, 8)),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=30, deadline=None)
+def test_rerope_decode_step_matches_the_last_row_for_any_window(seq, window, leaky_factor, log_n, seed):
+    q, k, v = _qkv(batch=1, heads=2, kv_heads=1, seq=seq, head_dim=6, seed=seed)
+    inv_freq, _ = ropekit.rope_frequencies(6)
+    full = rerope_attention(q, k, v, inv_freq, window, leaky_factor, log_n_train_length=log_n)
+    step = rerope_decode_step(q[:, :, -1:], k, v, seq - 1, inv_freq, window, leaky_factor, log_n_train_length=log_n)
+    torch.testing.assert_close(step, full[:, :, -1:], rtol=1e-6, atol=1e-7)
+
+
+def test_rerope_decode_step_in_float32_keeps_its_dtype():
+    q, k, v = _qkv(seq=6, dtype=torch.float32)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    step = rerope_decode_step(q[:, :, -1:], k, v, 5, inv_freq, 2, 4.0)
+    assert step.dtype == torch.float32 and step.shape == (2, 4, 1, 8)
+    torch.testing.assert_close(step, rerope_attention(q, k, v, inv_freq, 2, 4.0)[:, :, -1:], rtol=1e-5, atol=1e-5)
+
+
+# --- xPos ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["half", "paper"])
+def test_xpos_matches_the_paper_formula_with_the_explicit_matrix(layout):
+    q, k, v = _qkv(head_dim=10)  # rotary_dim 8 of 10: the last two features are neither rotated nor scaled
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    positions = torch.arange(7) * 9.0
+    out = rope_attention(q, k, v, inv_freq, positions=positions, layout=layout, xpos_scale_base=32)
+    logit = _rope_logit(q, k, inv_freq, layout, positions, xpos_scale_base=32)
+    torch.testing.assert_close(out, _attention_loop(q, k, v, logit), rtol=1e-5, atol=1e-6)
+
+
+@given(shift=st.integers(0, 2000), layout=st.sampled_from(["half", "paper"]), scale_base=st.sampled_from([64, 512]))
+@settings(max_examples=20, deadline=None)
+def test_xpos_logits_depend_on_relative_position_only(shift, layout, scale_base):
+    # the same content at every position, and v one-hot per key: the output is the weight matrix
+    g = torch.Generator().manual_seed(shift)
+    seq = 6
+    q = torch.randn(1, 1, 1, 8, generator=g, dtype=torch.float64).expand(1, 1, seq, 8)
+    k = torch.randn(1, 1, 1, 8, generator=g, dtype=torch.float64).expand(1, 1, seq, 8)
+    v = torch.eye(seq, dtype=torch.float64)[None, None]
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    positions = torch.arange(seq) + shift
+    weights = rope_attention(q, k, v, inv_freq, positions=positions, layout=layout, xpos_scale_base=scale_base)[0, 0]
+    at_zero = rope_attention(q, k, v, inv_freq, layout=layout, xpos_scale_base=scale_base)[0, 0]
+    # (float32 angles at position ~2000 are off by ~1e-4 rad, hence the tolerance)
+    torch.testing.assert_close(weights, at_zero, rtol=1e-4, atol=1e-6)
+    # every row i holds exp(a(i − j)) / Σ: the log-ratio to the diagonal depends on i − j only
+    # (checked at small positions, where the float32 angles are exact to ~1e-7)
+    log_ratio = at_zero.log() - at_zero.diagonal().log()[:, None]
+    for d in range(1, seq):
+        diag = log_ratio.diagonal(-d)
+        torch.testing.assert_close(diag, diag[:1].expand_as(diag), rtol=1e-6, atol=1e-6)
+    # and xPos really changes the weights
+    plain = rope_attention(q, k, v, inv_freq, layout=layout)[0, 0]
+    assert not torch.allclose(weights, plain, rtol=1e-4, atol=1e-6)
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def _bad_calls():
+    q, k, v = _qkv(dtype=torch.float32)
+    f, _ = ropekit.rope_frequencies(8)
+    r, rd = rope_attention, rerope_attention
+    return [
+        (lambda: r(q[0], k, v, f), ValueError, "q must have shape"),
+        (lambda: r(q, k[:, :1].expand(2, 3, 7, 8), v[:, :1].expand(2, 3, 7, 8), f), ValueError, "heads"),
+        (lambda: r(q, k, v[:, :1], f), ValueError, "same number of heads"),
+        (lambda: r(q, k[..., :6], v, f), ValueError, "head_dim"),
+        (lambda: r(q, k, v[:, :, :5], f), ValueError, "same number of tokens"),
+        (lambda: r(q, k[:, :, :5], v[:, :, :5], f), ValueError, "same seq"),
+        (lambda: r(q, k.double(), v, f), TypeError, "dtype"),
+        (lambda: r(q.int(), k, v, f), TypeError, "q must be floating"),
+        (lambda: r(q, k, v, ropekit.rope_frequencies(10)[0]), ValueError, "rotary_dim"),
+        (lambda: r(q, k, v, f, layout="neox"), ValueError, "layout"),
+        (lambda: r(q, k, v, f, positions=torch.arange(6)), ValueError, "positions"),
+        (lambda: r(q, k, v, f, xpos_scale_base=0), ValueError, "xpos_scale_base"),
+        (lambda: rd(q, k, v, f, 0), ValueError, "window"),
+        (lambda: rd(q, k, v, f, -3), ValueError, "window"),
+        (lambda: rd(q, k, v, f, 2.0), ValueError, "window"),
+        (lambda: rd(q, k, v, f, 2, leaky_factor=1.0), ValueError, "leaky_factor"),
+        (lambda: rd(q, k, v, f, 2, leaky_factor=0.5), ValueError, "leaky_factor"),
+        (lambda: rd(q, k, v, f, 2, log_n_train_length=1), ValueError, "log_n_train_length"),
+        (lambda: rd(q, k, v, f, 2, layout="interleaved"), ValueError, "layout"),
+        (lambda: rerope_decode_step(q, k, v, 6, f, 2), ValueError, "one new query"),
+        (lambda: rerope_decode_step(q[:, :, -1:], k, v, 5, f, 2), ValueError, "position"),
+        (lambda: rerope_decode_step(q[:, :, -1:], k, v, -1, f, 2), ValueError, "position"),
+        (lambda: rerope_decode_step(q[:, :, -1:], k, v, 6, f, 0), ValueError, "window"),
+        (lambda: rerope_decode_step(q[:, :, -1:], k, v, 6, f, 2, leaky_factor=1), ValueError, "leaky_factor"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_calls())))
+def test_bad_input_raises_a_clear_error_naming_the_argument(case):
+    call, error, match = _bad_calls()[case]
+    with pytest.raises(error, match=match):
+        call()
