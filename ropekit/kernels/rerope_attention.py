@@ -364,16 +364,18 @@ def _angle_tables(seq, inv_freq, window, leaky_factor, device):
         cos_q2, sin_q2 = rope_cos_sin(torch.tensor([window], device=device), inv_freq)  # R^w, one row
         cos_k2, sin_k2 = cos, sin  # unused: ReRoPE's a² reads raw keys
     else:
-        pos64 = positions.double()
-        cos_q2, sin_q2 = rope_cos_sin((pos64 - window) / leaky_factor + window, inv_freq)
-        cos_k2, sin_k2 = rope_cos_sin(pos64 / leaky_factor, inv_freq)
+        # the same float32 positions as the reference, so the angles agree bit for bit
+        cos_q2, sin_q2 = rope_cos_sin((positions - window) / leaky_factor + window, inv_freq)
+        cos_k2, sin_k2 = rope_cos_sin(positions / leaky_factor, inv_freq)
     return cos, sin, cos_q2.contiguous(), sin_q2.contiguous(), cos_k2, sin_k2
 
 
-def _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout):
+def _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, config=None):
+    """Launch the kernel on checked inputs. ``config`` = (BLOCK_M, BLOCK_N, num_warps,
+    num_stages) overrides the tuned choice (benchmarks/gpu_rerope_tune.py sweeps it)."""
     batch, heads, seq, head_dim = q.shape
     interpret = _interpreting()
-    block_m, block_n, num_warps, num_stages = _block_sizes(head_dim, q.dtype, interpret)
+    block_m, block_n, num_warps, num_stages = config or _block_sizes(head_dim, q.dtype, interpret)
     cos, sin, cos_q2, sin_q2, cos_k2, sin_k2 = _angle_tables(seq, inv_freq, window, leaky_factor, q.device)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     a_step, b_offset = (1, head_dim // 2) if layout == "half" else (2, 1)

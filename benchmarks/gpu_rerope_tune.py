@@ -1,0 +1,114 @@
+"""Tune and time the fused ReRoPE kernel on a GPU: ``python benchmarks/gpu_rerope_tune.py``.
+
+Two tables, both bf16, batch 1, 32 heads, causal, medians of ``triton.testing.do_bench``:
+
+1. Block-size sweep at seq 8192 (head_dim 128 and 64): time of every
+   (BLOCK_M, BLOCK_N, num_warps, num_stages) for ReRoPE and Leaky ReRoPE, window 512.
+   The winners are what ``ropekit.kernels.rerope_attention._block_sizes`` returns.
+2. Against the baselines at seq 4096, 8192, 16384 (head_dim 128): SDPA (flash attention,
+   causal) on q and k rotated beforehand, i.e. ordinary RoPE attention, the best ReRoPE
+   can hope for; the fused kernel (ReRoPE, Leaky, paper layout); the two-matrix reference
+   ``ropekit.attention.rerope_attention``, where it fits in memory. Peak memory is the
+   extra memory one call allocates.
+
+Needs CUDA and triton; about two minutes on an H100.
+"""
+
+import argparse
+import math
+
+import torch
+import triton
+
+from ropekit import apply_rope, rope_cos_sin, rope_frequencies
+from ropekit.attention import rerope_attention as reference
+from ropekit.kernels.rerope_attention import _block_sizes, _forward
+
+CONFIGS = [
+    (128, 64, 8, 3), (128, 64, 8, 2), (128, 64, 4, 3), (128, 128, 8, 2), (128, 128, 8, 3),
+    (128, 32, 8, 3), (64, 64, 4, 3), (64, 64, 4, 4), (64, 128, 4, 3),
+]
+
+
+def inputs(seq, heads=32, head_dim=128, dtype=torch.bfloat16):
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    return [torch.randn(1, heads, seq, head_dim, device="cuda", dtype=dtype, generator=gen) for _ in range(3)]
+
+
+def median_ms(fn):
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def peak_mb(fn):
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def sweep(seq, head_dim, window=512):
+    q, k, v = inputs(seq, head_dim=head_dim)
+    inv_freq = rope_frequencies(head_dim)[0].cuda()
+    print(f"\n# block sweep: seq {seq}, head_dim {head_dim}, window {window} (ms)")
+    print(f"{'BM, BN, warps, stages':>24} {'rerope':>8} {'leaky':>8}")
+    for config in CONFIGS:
+        times = []
+        for leaky in (None, 16.0):
+            try:
+                times.append(median_ms(lambda: _forward(q, k, v, inv_freq, window, leaky, None, "half", config)))
+            except Exception as err:  # out of shared memory / registers for this config
+                times.append(float("nan"))
+                print(f"  {config}: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
+        print(f"{str(config):>24} {times[0]:8.3f} {times[1]:8.3f}")
+
+
+def versus_baselines(seqs, window=512, head_dim=128):
+    print(f"\n# B1 H32 D{head_dim} bf16 causal, window {window}: median ms (peak extra MB)")
+    print(f"{'seq':>6} {'sdpa':>8} {'rerope':>8} {'leaky':>8} {'paper':>8} {'reference':>10} "
+          f"{'rerope/sdpa':>11} {'ref/rerope':>10} {'MB fused':>9} {'MB ref':>9}")
+    for seq in seqs:
+        q, k, v = inputs(seq, head_dim=head_dim)
+        inv_freq = rope_frequencies(head_dim)[0].cuda()
+        cos, sin = rope_cos_sin(seq, inv_freq)
+        rq, rk = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
+            sdpa = median_ms(lambda: torch.nn.functional.scaled_dot_product_attention(rq, rk, v, is_causal=True))
+        fused = lambda leaky=None, layout="half": _forward(q, k, v, inv_freq, window, leaky, None, layout)  # noqa: E731
+        t_rerope, t_leaky, t_paper = median_ms(fused), median_ms(lambda: fused(16.0)), median_ms(lambda: fused(None, "paper"))
+        mb_fused = peak_mb(fused)
+        try:
+            t_ref = median_ms(lambda: reference(q, k, v, inv_freq, window))
+            mb_ref = peak_mb(lambda: reference(q, k, v, inv_freq, window))
+        except torch.OutOfMemoryError:
+            t_ref = mb_ref = float("nan")
+        torch.cuda.empty_cache()
+        print(f"{seq:6d} {sdpa:8.3f} {t_rerope:8.3f} {t_leaky:8.3f} {t_paper:8.3f} {t_ref:10.3f} "
+              f"{t_rerope / sdpa:11.2f} {t_ref / t_rerope:10.1f} {mb_fused:9.1f} {mb_ref:9.0f}")
+
+
+def check(seq=2048, window=300):
+    """The tuned kernel against the reference, on the GPU, before any timing."""
+    q, k, v = inputs(seq, heads=8)
+    inv_freq = rope_frequencies(128)[0].cuda()
+    for leaky in (None, 16.0):
+        out = _forward(q, k, v, inv_freq, window, leaky, 4096, "half").float()
+        ref = reference(q.double(), k.double(), v.double(), inv_freq.double(), window, leaky_factor=leaky,
+                        log_n_train_length=4096).float()
+        print(f"check seq {seq} leaky={leaky}: max |fused − reference| = {(out - ref).abs().max().item():.2e}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-sweep", action="store_true", help="skip the block-size sweep")
+    args = parser.parse_args()
+    print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
+    print("default blocks (BM, BN, warps, stages):", _block_sizes(128, torch.bfloat16, False), "for d=128,",
+          _block_sizes(64, torch.bfloat16, False), "for d=64")
+    check()
+    if not args.no_sweep:
+        sweep(8192, 128)
+        sweep(8192, 64)
+    versus_baselines([4096, 8192, 16384])
+    print(f"\nsoftmax scale 1/sqrt(d) = {1 / math.sqrt(128):.4f}; SDPA times exclude rotating q and k")
