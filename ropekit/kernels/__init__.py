@@ -29,5 +29,8 @@ def __getattr__(name):
                     "Without it, use the reference functions in ropekit (apply_rope, rerope_attention)."
                 ) from err
             raise
-        return getattr(module, name)
+        # Cache the function: importing submodule `rerope_attention` just bound that name
+        # on this package to the submodule, which would shadow the function of that name.
+        globals()[name] = getattr(module, name)
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
