@@ -101,9 +101,11 @@ def rope_attention(
         xpos_scale_base: turn on xPos (Sun et al. 2022, "A Length-Extrapolatable
             Transformer", eq. 5-6) with this scale base (512 in the paper): rotary pair i
             of a query at position n is also scaled by ζ_i^{n/scale_base}, of a key at m
-            by ζ_i^{−m/scale_base}, with ζ_i = (2i/r + γ)/(1 + γ), γ = 0.4. Both features
-            of a pair get the same ζ_i, so a logit gains the factor ζ_i^{(n−m)/scale_base}
-            per pair: still a function of n − m only, now decaying with distance.
+            by ζ_i^{−m/scale_base}, with ζ_i = (2i/r + γ)/(1 + γ), γ = 0.4, r = rotary_dim.
+            Both features of pair i get ζ_i (``"half"``: [ζ_0..ζ_{r/2−1}, ζ_0..ζ_{r/2−1}];
+            ``"paper"``: ζ_0, ζ_0, ζ_1, ζ_1, ...), so pair i's part of a logit gains the
+            factor ζ_i^{(n−m)/scale_base}: still a function of n − m only, now decaying
+            with distance. Unrotated features (beyond rotary_dim) are not scaled.
 
     Returns:
         ``(batch, heads, seq, v_dim)`` in q's dtype; rotation, logits and softmax run in
@@ -174,11 +176,11 @@ def rerope_attention(
                                                      relative position w + (i − j − w)/k
         a_ij = a⁽¹⁾_ij if i − j < w else a⁽²⁾_ij,   out_i = Σ_j softmax_j(a_ij / √head_dim) v_j
 
-    (RᵀR_n = R_{n−m} for R = R_m, so every a is qᵀ R_{−rel} k with the rel of
-    :func:`relative_position_matrix`.) The two products are why off-the-shelf
-    FlashAttention cannot run it and why a naive implementation does twice the work; the
-    fused kernel ``ropekit.kernels.rerope_attention`` computes only the product each tile
-    needs. With ``window >= seq`` every pair takes a⁽¹⁾, and the result is bit-for-bit
+    Each line uses R_mᵀ R_n = R_{n−m}, so every logit is q_iᵀ R_{−rel_ij} k_j with rel_ij
+    from :func:`relative_position_matrix`. The merge is why off-the-shelf FlashAttention
+    cannot run it and why this naive version does the work twice;
+    ``ropekit.kernels.rerope_attention`` is the fused Triton kernel with this signature.
+    With ``window >= seq`` every pair takes a⁽¹⁾, and the result is bit-for-bit
     :func:`rope_attention`. Without ``causal``, keys after the query have i − j < 0 < w and
     use plain RoPE.
 
@@ -186,13 +188,14 @@ def rerope_attention(
         q: ``(batch, heads, seq, head_dim)``; k: ``(batch, kv_heads, seq, head_dim)``;
             v: ``(batch, kv_heads, seq, v_dim)``; none rotated. kv_heads divides heads (GQA).
         inv_freq: ``(rotary_dim // 2,)``; positions are ``arange(seq)``.
-        window: w, a positive integer (the blog uses 512 for a model trained on 4096).
+        window: w, a positive integer, below the training length.
         leaky_factor: k > 1 for Leaky ReRoPE (slope 1/k beyond the window); None for ReRoPE.
         causal: query i sees keys j ≤ i.
         log_n_train_length: L, the training length. Turns on the "log n" scaling of the
-            blog's tables: the query at 0-based index i, which is token number n = i + 1,
-            is multiplied by max(1, log_L n) = max(1, ln(i + 1) / ln L), as in the blog's
-            code, so queries inside the trained length are unchanged.
+            blog's tables: the query at 0-based index i, which is token number n = i + 1
+            (1-based, as in the blog's code: ``(position_ids + 1).log()``), is multiplied
+            by max(1, log_L n) = max(1, ln(i + 1) / ln L), so queries within the first L
+            tokens are unchanged and later ones sharpen their softmax.
         layout: ``"half"`` or ``"paper"``.
 
     Returns:
