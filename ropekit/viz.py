@@ -5,10 +5,14 @@ Every function here asks the library for its data (``rotation_matrix``, ``rope_c
 what a picture shows is exactly what the tested library computes. Each returns the
 matplotlib ``Figure``; pass ``ax`` (or ``axes`` for several panels) to draw into your own.
 
-In a notebook end the call with ``;`` so that no ``<Figure ...>`` text is stored::
+In a notebook assign the result, so that the inline backend shows the figure once and
+no ``<Figure ...>`` text is stored::
 
     from ropekit import viz
-    viz.plot_rotation_matrix(position=3, dim=8, layout="both");
+    fig = viz.plot_rotation_matrix(position=3, dim=8, layout="both")
+
+(A trailing ``;`` does the same in JupyterLab, but not under nbval, which runs cells
+without storing history, the place IPython looks for the ``;``.)
 
 The ``interactive_*`` functions return ipywidgets sliders when running inside Jupyter
 with ipywidgets installed, else the static figure (see :func:`interactive_frequency_spectrum`).
@@ -54,6 +58,9 @@ __all__ = [
     "plot_attention_logits",
     "attention_logits",
     "plot_benchmark",
+    "interactive_frequency_spectrum",
+    "interactive_relative_positions",
+    "interactive_rotation_2d",
 ]
 
 
@@ -695,6 +702,94 @@ def _benchmark_rows(data):
             raise ValueError(f"benchmark row {n} has a value that is not a number: {err}") from None
         rows.append(row)
     return rows
+
+
+# --- interactive versions for JupyterLab ----------------------------------------------
+
+
+def interactive_frequency_spectrum(dim: int = 128, base: float = 10000.0, factor: float = 8.0, original_max_position_embeddings: int = 4096, *, static: bool = False):
+    """:func:`plot_frequency_spectrum` with sliders for the base and the scaling factor s.
+
+    Inside Jupyter with ipywidgets installed this displays the sliders and the figure
+    (redrawn on every change) and returns the ``ipywidgets.interactive`` widget; anywhere
+    else, or with ``static=True``, it returns the static figure for the given values.
+    The widget is displayed here, so assign the result (``w = ...``) rather than leaving
+    it as the cell's value (which would show it twice). Its output differs between a
+    browser and a headless kernel, so in a lesson put ``# NBVAL_IGNORE_OUTPUT`` as the
+    first line of the cell. Lessons 02 and 04.
+    """
+
+    def draw(base, factor):
+        return plot_frequency_spectrum(dim, base, factor=factor, original_max_position_embeddings=original_max_position_embeddings)
+
+    return _interactive(draw, static, dict(base=base, factor=factor), lambda w: dict(
+        base=w.FloatLogSlider(value=base, base=10, min=2, max=7, step=0.1, description="base", continuous_update=False),
+        factor=w.FloatSlider(value=factor, min=1.0, max=64.0, step=0.5, description="factor s", continuous_update=False),
+    ))
+
+
+def interactive_relative_positions(length: int = 8, window: int = 4, factor: float = 2.0, schemes=("rope", "pi", "rerope", "leaky_rerope"), *, static: bool = False):
+    """:func:`plot_relative_positions` with sliders for the length, the window w and the factor.
+
+    Same contract as :func:`interactive_frequency_spectrum`: a widget inside Jupyter with
+    ipywidgets, else (or with ``static=True``) the static figure; mark the cell
+    ``# NBVAL_IGNORE_OUTPUT``. Lessons 03 and 04.
+    """
+
+    def draw(length, window, factor):
+        return plot_relative_positions(length, schemes, window=window, factor=factor)
+
+    return _interactive(draw, static, dict(length=length, window=window, factor=factor), lambda w: dict(
+        length=w.IntSlider(value=length, min=2, max=16, description="length", continuous_update=False),
+        window=w.IntSlider(value=window, min=1, max=16, description="window w", continuous_update=False),
+        factor=w.FloatSlider(value=factor, min=1.5, max=8.0, step=0.5, description="factor", continuous_update=False),
+    ))
+
+
+def interactive_rotation_2d(max_position: int = 8, dim: int = 16, base: float = 10000.0, pairs=None, *, static: bool = False):
+    """:func:`plot_rotation_2d` with sliders for the last position and the base.
+
+    Same contract as :func:`interactive_frequency_spectrum`; mark the cell
+    ``# NBVAL_IGNORE_OUTPUT``. Lesson 01.
+    """
+
+    def draw(max_position, base):
+        return plot_rotation_2d(max_position, pairs, dim, base)
+
+    return _interactive(draw, static, dict(max_position=max_position, base=base), lambda w: dict(
+        max_position=w.IntSlider(value=max_position, min=1, max=64, description="last m", continuous_update=False),
+        base=w.FloatLogSlider(value=base, base=10, min=1, max=6, step=0.1, description="base", continuous_update=False),
+    ))
+
+
+def _interactive(draw, static, values, make_sliders):
+    """Sliders driving ``draw`` when a Jupyter kernel and ipywidgets are there, else the static figure."""
+    widgets = None if static else _jupyter_widgets()
+    if widgets is None:
+        return draw(**values)
+    from IPython.display import display
+
+    def redraw(**chosen):
+        # Show the figure inside the widget's output and close it, so that no backend
+        # shows it a second time at the end of this cell or of the next one.
+        fig = draw(**chosen)
+        display(fig)
+        plt.close(fig)
+
+    widget = widgets.interactive(redraw, **make_sliders(widgets))
+    display(widget)
+    return widget
+
+
+def _jupyter_widgets():
+    """The ipywidgets module when running inside a Jupyter kernel that can show widgets, else None."""
+    try:
+        import ipywidgets
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return ipywidgets if shell is not None and getattr(shell, "kernel", None) is not None else None
 
 
 # --- shared helpers --------------------------------------------------------------------

@@ -50,12 +50,22 @@ STYLE = {
 
 def styled(plot_function):
     """Run a plotting function inside the ropekit style (font sizes and colours are fixed
-    when the artists are created, so the figure keeps the look after the context ends)."""
+    when the artists are created, so the figure keeps the look after the style is undone).
+
+    Only the keys of :data:`STYLE` are set and then restored. ``plt.rc_context`` would
+    restore every rcParam, and when the first figure of a Jupyter session resolves the
+    inline backend inside it (which turns ``interactive`` on), undoing that would stop
+    every later figure from being shown.
+    """
 
     @functools.wraps(plot_function)
     def wrapper(*args, **kwargs):
-        with plt.rc_context(STYLE):
+        saved = {key: plt.rcParams[key] for key in STYLE}
+        plt.rcParams.update(STYLE)
+        try:
             return plot_function(*args, **kwargs)
+        finally:
+            plt.rcParams.update(saved)
 
     return wrapper
 

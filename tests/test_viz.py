@@ -409,3 +409,27 @@ def test_benchmark_rejects_bad_data(tmp_path):
     only_skipped.write_text(HEADER + "\nrope,liger,half,fwd,1,1024,32,8,128,bf16,,,,copy,,,skipped: no GPU\n")
     with pytest.raises(ValueError, match="no rows"):
         viz.plot_benchmark(only_skipped)
+
+
+# --- interactive versions and the style ----------------------------------------------------
+
+
+def test_interactive_versions_fall_back_to_the_static_figure_outside_jupyter():
+    from matplotlib.figure import Figure
+
+    fig = viz.interactive_frequency_spectrum(dim=16, base=500.0, factor=4.0, original_max_position_embeddings=128)
+    assert isinstance(fig, Figure)
+    inv_freq, _ = ropekit.rope_frequencies(16, 500.0, "linear", factor=4.0)
+    np.testing.assert_array_equal(data_lines(fig.axes[0])[1].get_ydata(), inv_freq.numpy())
+    fig = viz.interactive_relative_positions(length=5, window=2, factor=3.0, static=True)
+    assert "w = 2" in fig.axes[2].get_title()
+    fig = viz.interactive_rotation_2d(max_position=3, dim=8)
+    assert len(fig.axes[0].get_lines()[1].get_xdata()) == 4
+
+
+def test_style_is_undone_after_each_figure_and_leaves_other_settings_alone():
+    plt.rcParams["interactive"] = True  # what the Jupyter inline backend sets when first resolved
+    before = dict(plt.rcParams)
+    viz.plot_rotation_matrix(1, 4)
+    assert dict(plt.rcParams) == before
+    plt.rcParams["interactive"] = False
