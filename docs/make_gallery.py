@@ -1,0 +1,85 @@
+"""Render every ropekit.viz picture to docs/gallery/*.png: ``make gallery``.
+
+Each figure is one library call with the settings the lessons use, saved at 100 dpi.
+The benchmark figures use the newest committed GPU results in benchmarks/results/ when
+there are some; otherwise a small CPU run of ``python -m ropekit.bench`` (CPU numbers say
+nothing about GPU speed, and the picture says so in its file name).
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from ropekit import viz  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+GALLERY = ROOT / "docs" / "gallery"
+MAX_BYTES = 300_000
+
+
+def repeated_token(seq, head_dim, seed=0):
+    """The same random vector at every position: its logits depend on i − j alone."""
+    torch.manual_seed(seed)
+    return torch.randn(1, head_dim).expand(seq, head_dim)
+
+
+def benchmark_csv():
+    """The newest results.csv under benchmarks/results/, else a small CPU run, else None."""
+    stored = sorted((ROOT / "benchmarks" / "results").glob("**/*.csv"), key=lambda p: p.stat().st_mtime)
+    if stored:
+        return stored[-1], ""
+    if not (ROOT / "ropekit" / "bench.py").exists():
+        return None, ""
+    out = Path(tempfile.mkdtemp(prefix="ropekit_bench_"))
+    command = [sys.executable, "-m", "ropekit.bench", "--out", str(out), "--seq", "64", "128", "256",
+               "--heads", "4", "--kv-heads", "2", "--head-dim", "32", "--reps", "5"]
+    print("no stored results in benchmarks/results/: a small CPU run:", " ".join(command[1:]))
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return out / "results.csv", "_cpu"
+
+
+def figures():
+    """name -> a function drawing one figure."""
+    q = repeated_token(64, 32)
+    found = {
+        "rotation_matrix": lambda: viz.plot_rotation_matrix(position=3, dim=8, layout="both"),
+        "rotation_2d": lambda: viz.plot_rotation_2d(max_position=8, dim=16),
+        "frequency_spectrum": lambda: viz.plot_frequency_spectrum(dim=128, base=10000.0, factor=8.0,
+                                                                  original_max_position_embeddings=4096),
+        "relative_positions": lambda: viz.plot_relative_positions(length=8, window=4, factor=2.0),
+        "long_term_decay": lambda: viz.plot_long_term_decay(dim=128, base=10000.0, max_distance=256),
+        "attention_logits": lambda: viz.plot_attention_logits(
+            q, q, ["rope", "rerope", "leaky_rerope"], inv_freq=torch.tensor(100.0) ** -(torch.arange(0, 32, 2) / 32),
+            window=16, factor=4.0),
+    }
+    csv, suffix = benchmark_csv()
+    if csv is None:
+        print("skipping the benchmark figures: no results in benchmarks/results/ and no ropekit/bench.py")
+    else:
+        for suite in ("rope", "rerope"):
+            found[f"benchmark_{suite}{suffix}"] = lambda suite=suite: viz.plot_benchmark(csv, suite=suite)
+    return found
+
+
+def main():
+    GALLERY.mkdir(parents=True, exist_ok=True)
+    for name, draw in figures().items():
+        path = GALLERY / f"{name}.png"
+        fig = draw()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        size = path.stat().st_size
+        print(f"wrote {path.relative_to(ROOT)} ({size / 1000:.0f} KB)")
+        if size > MAX_BYTES:
+            raise SystemExit(f"{path} is {size / 1000:.0f} KB, over the {MAX_BYTES / 1000:.0f} KB budget")
+
+
+if __name__ == "__main__":
+    main()
