@@ -169,7 +169,7 @@ _INTERPRETED = type(_rope_qk_kernel).__name__ == "InterpretedFunction"
 _CONFIGS: dict = {}
 
 
-def _pick_config(q_heads, k_heads, head_dim, rotary_dim, itemsize):
+def _pick_config(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper):
     """Block sizes and warps for one (heads, head_dim, rotary_dim, dtype) shape family.
 
     Never from batch or sequence length: a new batch size must reuse the compiled kernel.
@@ -209,7 +209,7 @@ def _launch(q, k, q_out, k_out, cos, sin, positions, inv_freq, cu_seqlens, offse
     if batch * seq_len == 0:
         return
 
-    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size())
+    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size(), layout == "paper")
     config = _CONFIGS.get(key)
     if config is None:
         config = _CONFIGS[key] = _pick_config(*key)
@@ -444,18 +444,18 @@ _INT_DTYPES = (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8)
 
 
 def _check(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens):
-    for name, t in (("q", q), ("k", k)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
-        if t.dtype not in _DTYPES:
+    if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor):
+        raise TypeError(f"q and k must be tensors, got {type(q).__name__} and {type(k).__name__}")
+    dtype = q.dtype
+    if dtype not in _DTYPES or k.dtype != dtype:
+        if dtype not in _DTYPES:
             raise TypeError(
-                f"{name} must be float16, bfloat16 or float32 (the kernel computes in float32), got {t.dtype}; "
+                f"q must be float16, bfloat16 or float32 (the kernel computes in float32), got {dtype}; "
                 "for float64 use the reference ropekit.apply_rope"
             )
-    if k.dtype != q.dtype:
-        raise TypeError(f"q and k must have the same dtype, got {q.dtype} and {k.dtype}")
+        raise TypeError(f"q and k must have the same dtype, got {dtype} and {k.dtype}")
     device = q.device
-    if device.type != "cuda" and not (_INTERPRETED and device.type == "cpu"):
+    if not q.is_cuda and not (_INTERPRETED and q.is_cpu):
         raise ValueError(
             f"ropekit.kernels.apply_rope_qk runs Triton kernels on CUDA tensors, got q on {device}. "
             "Use the reference ropekit.apply_rope on this device, or set TRITON_INTERPRET=1 before "
@@ -463,25 +463,29 @@ def _check(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, att
         )
     if k.device != device:
         raise ValueError(f"q and k must be on the same device, got {device} and {k.device}")
+    q_shape, k_shape = q.shape, k.shape
     varlen = cu_seqlens is not None
     if varlen:
-        if q.dim() != 3 or k.dim() != 3 or k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2]:
+        if len(q_shape) != 3 or len(k_shape) != 3 or k_shape[0] != q_shape[0] or k_shape[2] != q_shape[2]:
             raise ValueError(
                 "with cu_seqlens, q must be (total_tokens, q_heads, head_dim) and k (total_tokens, kv_heads, "
-                f"head_dim), got {tuple(q.shape)} and {tuple(k.shape)}"
+                f"head_dim), got {tuple(q_shape)} and {tuple(k_shape)}"
             )
-    elif q.dim() != 4 or k.dim() != 4 or k.shape[:2] != q.shape[:2] or k.shape[3] != q.shape[3]:
+        seq = q_shape[0]
+    elif (len(q_shape) != 4 or len(k_shape) != 4 or k_shape[0] != q_shape[0] or k_shape[1] != q_shape[1]
+          or k_shape[3] != q_shape[3]):
         raise ValueError(
             "q must be (batch, seq, q_heads, head_dim) and k (batch, seq, kv_heads, head_dim), "
-            f"got {tuple(q.shape)} and {tuple(k.shape)} (for (batch, heads, seq, head_dim) tensors pass "
+            f"got {tuple(q_shape)} and {tuple(k_shape)} (for (batch, heads, seq, head_dim) tensors pass "
             "q.transpose(1, 2); for packed sequences pass cu_seqlens)"
         )
+    else:
+        seq = q_shape[1]
+    head_dim = q_shape[-1]
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'paper' or 'half', got {layout!r}")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be True or False, got {inplace!r}")
-    seq = q.shape[0] if varlen else q.shape[1]
-    head_dim = q.shape[-1]
 
     if cos is not None or sin is not None:
         half = _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor)

@@ -1,0 +1,199 @@
+"""Tune and time ropekit.kernels.apply_rope_qk on a CUDA GPU.
+
+    python benchmarks/gpu_rope_tune.py            # timings against a plain copy and torch.compile
+    python benchmarks/gpu_rope_tune.py --sweep    # also sweep block sizes and warps
+
+RoPE is memory-bound, so the yardstick is a copy of the same bytes (q.clone(); k.clone()):
+a kernel that reads q and k once and writes them once cannot beat it. Times are medians
+of triton.testing.do_bench, which flushes the L2 cache before every run, so small shapes
+are timed from HBM too. Host overhead is timed separately, as wall-clock per call of a
+loop of calls on a one-token shape, where the GPU work is negligible.
+
+This is the kernel author's tuning script; ropekit.bench is the benchmark harness.
+"""
+
+import argparse
+import itertools
+import statistics
+import time
+
+import torch
+import triton
+import triton.language as tl
+from triton.testing import do_bench
+
+import ropekit
+from ropekit.kernels import apply_rope_qk
+from ropekit.kernels import rope as rope_module
+
+Q_HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
+SHAPES = [(1, 1024), (1, 16384), (4, 8192), (8, 2048)]
+
+
+def bench(fn, rep=200):
+    """Median, 20th and 80th percentile in microseconds."""
+    ms = do_bench(fn, warmup=25, rep=rep, quantiles=[0.5, 0.2, 0.8])
+    return [1000 * t for t in ms]
+
+
+def inputs(batch, seq, dtype=torch.bfloat16, hf_layout=False):
+    if hf_layout:
+        q = torch.randn(batch, Q_HEADS, seq, HEAD_DIM, device="cuda", dtype=dtype).transpose(1, 2)
+        k = torch.randn(batch, KV_HEADS, seq, HEAD_DIM, device="cuda", dtype=dtype).transpose(1, 2)
+    else:
+        q = torch.randn(batch, seq, Q_HEADS, HEAD_DIM, device="cuda", dtype=dtype)
+        k = torch.randn(batch, seq, KV_HEADS, HEAD_DIM, device="cuda", dtype=dtype)
+    inv_freq, _ = ropekit.rope_frequencies(HEAD_DIM)
+    inv_freq = inv_freq.cuda()
+    cos, sin = ropekit.rope_cos_sin(torch.arange(seq, device="cuda"), inv_freq)
+    return q, k, cos, sin, inv_freq
+
+
+def gbps(nbytes, us):
+    return nbytes / us / 1e3
+
+
+def environment():
+    props = torch.cuda.get_device_properties(0)
+    print(f"# {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, triton {triton.__version__}")
+    print(f"# tl.reshape: {hasattr(tl, 'reshape')}, tl.split: {hasattr(tl, 'split')}, tl.join: {hasattr(tl, 'join')}")
+
+
+def compiled_stats(layout, batch=1, seq=1024):
+    """Registers, spills and the width of global loads/stores in the PTX of the chosen config."""
+    q, k, cos, sin, _ = inputs(batch, seq)
+    kernel = rope_module._rope_qk_kernel
+    kernel.device_caches.clear()
+    apply_rope_qk(q, k, cos, sin, layout)
+    (compiled,) = kernel.device_caches[torch.cuda.current_device()][0].values()
+    ptx = compiled.asm["ptx"]
+    count = lambda s: ptx.count(s)  # noqa: E731
+    config = rope_module._CONFIGS[(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper")]
+    print(f"# {layout}: config (BLOCK_S, BLOCK_HQ, BLOCK_HK, warps) = {config}; regs {compiled.n_regs}, "
+          f"spills {compiled.n_spills}; ld.global.v4 {count('ld.global.v4')}, st.global.v4 {count('st.global.v4')}, "
+          f"scalar ld.global.b16 {count('ld.global.b16')}, shared ld/st {count('ld.shared') + count('st.shared')}, "
+          f"bar.sync {count('bar.sync')}")
+
+
+def sweep():
+    print("\n## sweep: forward, table mode, bf16, Hq32 Hkv8 d128 (us, median)")
+    configs = [(s, h, w) for s, h, w in itertools.product((1, 2, 4, 8), (8, 16, 32), (2, 4, 8))
+               if s * h * HEAD_DIM <= 128 * 32 * w]  # at most 128 elements per thread
+    for layout in ("half", "paper"):
+        key = (Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper")
+        default = rope_module._pick_config(*key)
+        for batch, seq in ((1, 1024), (4, 8192)):
+            q, k, cos, sin, _ = inputs(batch, seq)
+            rope_module._CONFIGS[key] = default
+            expected = apply_rope_qk(q, k, cos, sin, layout)
+            copy_us = bench(lambda: (q.clone(), k.clone()))[0]
+            results = []
+            for block_s, block_h, warps in configs:
+                config = (block_s, min(block_h, Q_HEADS), min(block_h, KV_HEADS), warps)
+                rope_module._CONFIGS[key] = config
+                try:
+                    out = apply_rope_qk(q, k, cos, sin, layout)
+                    assert torch.equal(out[0], expected[0]) and torch.equal(out[1], expected[1])
+                    us = bench(lambda: apply_rope_qk(q, k, cos, sin, layout), rep=100)[0]
+                except Exception as err:  # a config that does not compile or fit is skipped
+                    print(f"#   {config}: {type(err).__name__}: {str(err)[:100]}")
+                    continue
+                results.append((us, config))
+            results.sort()
+            rope_module._CONFIGS[key] = default
+            default_us = bench(lambda: apply_rope_qk(q, k, cos, sin, layout))[0]
+            best = ", ".join(f"{c}: {us:.1f}" for us, c in results[:6])
+            worst = ", ".join(f"{c}: {us:.1f}" for us, c in results[-2:])
+            print(f"{layout:5s} B{batch} S{seq}: copy {copy_us:.1f}; default {default} {default_us:.1f}; "
+                  f"best {best}; worst {worst}")
+        rope_module._CONFIGS.pop(key, None)
+
+
+def timings():
+    print("\n## time per call (us, median [p20-p80]) and x copy speed; bf16 Hq32 Hkv8 d128, HF-layout views")
+    print(f"{'shape':14s} {'what':34s} {'us':>22s} {'GB/s':>7s} {'x copy':>7s}")
+    reference = {layout: torch.compile(lambda q, k, cos, sin, layout=layout: (
+        ropekit.apply_rope(q.transpose(1, 2), cos, sin, layout).transpose(1, 2),
+        ropekit.apply_rope(k.transpose(1, 2), cos, sin, layout).transpose(1, 2))) for layout in ("half", "paper")}
+    for batch, seq in SHAPES:
+        q, k, cos, sin, inv_freq = inputs(batch, seq, hf_layout=True)
+        nbytes = 2 * (q.numel() + k.numel()) * q.element_size()
+        gq, gk = torch.randn_like(q), torch.randn_like(k)
+        copy = bench(lambda: (q.clone(), k.clone()))
+        rows = [("copy q.clone(); k.clone()", copy)]
+        for layout in ("half", "paper"):
+            rows.append((f"{layout} fwd table", bench(lambda: apply_rope_qk(q, k, cos, sin, layout))))
+            rows.append((f"{layout} fwd inv_freq", bench(lambda: apply_rope_qk(q, k, layout=layout,
+                                                                               inv_freq=inv_freq))))
+            rows.append((f"{layout} fwd in place", bench(lambda: apply_rope_qk(q, k, cos, sin, layout,
+                                                                              inplace=True))))
+            qg, kg = q.detach().requires_grad_(), k.detach().requires_grad_()
+            out = apply_rope_qk(qg, kg, cos, sin, layout)
+            rows.append((f"{layout} bwd (autograd.grad)",
+                         bench(lambda: torch.autograd.grad(out, (qg, kg), (gq, gk), retain_graph=True))))
+            ref = reference[layout]
+            rows.append((f"{layout} torch.compile fwd", bench(lambda: ref(q, k, cos, sin))))
+            try:
+                ref_out = ref(qg, kg, cos, sin)
+                rows.append((f"{layout} torch.compile bwd", bench(
+                    lambda: torch.autograd.grad(ref_out, (qg, kg), (gq, gk), retain_graph=True))))
+            except Exception as err:
+                print(f"# torch.compile backward not timed: {type(err).__name__}: {str(err)[:100]}")
+        for what, (us, lo, hi) in rows:
+            print(f"B{batch} S{seq:<8d} {what:34s} {us:8.1f} [{lo:6.1f}-{hi:6.1f}] {gbps(nbytes, us):7.0f} "
+                  f"{copy[0] / us:7.2f}")
+        print(f"# q+k = {nbytes / 2 / 1e6:.0f} MB read + the same written")
+
+
+def host_overhead():
+    print("\n## host cost per call (us, wall clock over 2000 calls, one token: GPU work negligible)")
+    q, k, cos, sin, inv_freq = inputs(1, 1)
+
+    def per_call(fn, n=2000):
+        for _ in range(50):
+            fn()
+        torch.cuda.synchronize()
+        samples = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            torch.cuda.synchronize()
+            samples.append((time.perf_counter() - start) / n * 1e6)
+        return statistics.median(samples)
+
+    spec = rope_module._check(q, k, cos, sin, "half", False, None, None, None, 1.0, None)[2:]
+    q_out, k_out = torch.empty_like(q), torch.empty_like(k)
+    qg, kg = q.detach().requires_grad_(), k.detach().requires_grad_()
+    compiled = torch.compile(lambda q, k: apply_rope_qk(q, k, cos, sin), fullgraph=True)
+    rows = [
+        ("q.clone(); k.clone()", lambda: (q.clone(), k.clone())),
+        ("torch.empty_like x2", lambda: (torch.empty_like(q), torch.empty_like(k))),
+        ("argument checks (_check)", lambda: rope_module._check(q, k, cos, sin, "half", False, None, None, None,
+                                                               1.0, None)),
+        ("launch only (_launch)", lambda: rope_module._launch(q, k, q_out, k_out, *spec, False)),
+        ("apply_rope_qk, table", lambda: apply_rope_qk(q, k, cos, sin)),
+        ("apply_rope_qk, inv_freq + offset", lambda: apply_rope_qk(q, k, positions=7, inv_freq=inv_freq)),
+        ("apply_rope_qk, in place", lambda: apply_rope_qk(q, k, cos, sin, inplace=True)),
+        ("apply_rope_qk, autograd fwd", lambda: apply_rope_qk(qg, kg, cos, sin)),
+        ("torch.compile(apply_rope_qk)", lambda: compiled(q, k)),
+    ]
+    for what, fn in rows:
+        print(f"{what:36s} {per_call(fn):7.1f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", action="store_true", help="sweep block sizes and warps")
+    args = parser.parse_args()
+    environment()
+    compiled_stats("half")
+    compiled_stats("paper")
+    if args.sweep:
+        sweep()
+    timings()
+    host_overhead()
+
+
+if __name__ == "__main__":
+    main()
