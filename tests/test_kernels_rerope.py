@@ -7,11 +7,15 @@ Under the interpreter the kernel uses 16 × 16 blocks, so sequences of 40-70 tok
 already contain blocks outside the window, inside it and on its edge, a partial last
 block (seq not a multiple of 16) and, for small windows, edge blocks on the diagonal.
 On a GPU the same tests also run at realistic sizes with the tuned blocks.
-Budget: about 15 s under the interpreter on a 2-core CPU.
+Budget: about 10 s under the interpreter on a 2-core CPU (25 s when the machine is busy);
+about 2 minutes on an H100, mostly compiling the kernel variants.
 """
+
+import importlib
 
 import pytest
 import torch
+from triton.runtime.errors import OutOfResources
 
 from ropekit import rope_frequencies
 from ropekit.attention import rerope_attention as reference
@@ -121,6 +125,33 @@ def test_backward_raises_instead_of_returning_wrong_gradients(device):
         out.sum().backward()
 
 
+def test_launcher_drops_pipeline_stages_until_shared_memory_fits(monkeypatch, device):
+    """A GPU with less shared memory than the tuned blocks need (e.g. an A100) gets fewer
+    stages instead of an error, and the launcher remembers what fit."""
+    kernel_module = importlib.import_module("ropekit.kernels.rerope_attention")
+    real_kernel, launched = kernel_module._rerope_fwd_kernel, []
+
+    class SmallSharedMemory:  # the real kernel, on a GPU that fits one stage only
+        def __getitem__(self, grid):
+            def launch(*args, num_stages, **kwargs):
+                launched.append(num_stages)
+                if num_stages > 1:
+                    raise OutOfResources(300_000, 100_000, "shared memory")
+                return real_kernel[grid](*args, num_stages=num_stages, **kwargs)
+
+            return launch
+
+    monkeypatch.setattr(kernel_module, "_rerope_fwd_kernel", SmallSharedMemory())
+    monkeypatch.setattr(kernel_module, "_block_sizes", lambda *args: (16, 16, 1, 3))
+    monkeypatch.setattr(kernel_module, "_FITTED_STAGES", {})
+    q, k, v = _inputs(1, 1, 1, 40, 32, torch.float32, device, seed=4)
+    inv_freq, _ = rope_frequencies(32)
+    for _ in range(2):
+        out = rerope_attention(q, k, v, inv_freq, window=9)
+        torch.testing.assert_close(out, _expected(q, k, v, inv_freq, 9), atol=2e-5, rtol=2e-5)
+    assert launched == [3, 2, 1, 1]
+
+
 @pytest.mark.skipif(not ON_GPU, reason="needs CUDA to measure device memory")
 def test_extra_memory_is_linear_in_seq(device):
     """Besides its output, a call allocates only (seq, head_dim/2) angle tables (six, plus
@@ -135,7 +166,8 @@ def test_extra_memory_is_linear_in_seq(device):
     torch.cuda.synchronize()
     extra = torch.cuda.max_memory_allocated() - before
     table = seq * (head_dim // 2) * 4  # one float32 (seq, head_dim/2) table: 4 MB here
-    assert extra <= out.numel() * out.element_size() + 8 * table + 2**20  # one (seq, seq) float32 matrix of one head: 1 GB
+    # (one (seq, seq) float32 matrix of a single head would be 1 GB)
+    assert extra <= out.numel() * out.element_size() + 8 * table + 2**20
 
 
 # --- bad input ---------------------------------------------------------------------------
