@@ -70,8 +70,6 @@ from ..reference import _check_layout, _shape, rope_cos_sin
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _HEAD_DIMS = (32, 64, 128)
 
-# what a key block needs (see the module docstring)
-_OUTSIDE, _INSIDE, _EDGE = 0, 1, 2
 
 
 # --- the kernel -----------------------------------------------------------------------
@@ -149,7 +147,7 @@ def _attend_blocks(
     DTYPE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr, STAGES: tl.constexpr,
 ):
     """Online-softmax update of one query block over key blocks n0 = lo, lo+BN, ... < hi,
-    all of the same kind MODE (outside / inside / edge). MASKED blocks apply the causal
+    all of the same kind MODE (0 outside the window, 1 inside, 2 on its edge). MASKED blocks apply the causal
     mask and the seq bound; the others are known to need neither. STAGES: how many key
     blocks the software pipeline keeps in flight (shared memory per stage: K, V and the
     angle tiles the block kind reads)."""
@@ -268,19 +266,19 @@ def _rerope_fwd_kernel(
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    acc, l_i, m_i = _attend_blocks(
+    acc, l_i, m_i = _attend_blocks(  # outside
         acc, l_i, m_i, q1a, q1b, q2a, q2b, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
         COS, SIN, COS_K2, SIN_K2, offs_m, seq, window, 0, end_out,
         BLOCK_N, HALF, HEAD_DIM, PAPER, 0, False, LEAKY, DTYPE, UPCAST, PRECISION, STAGES)
-    acc, l_i, m_i = _attend_blocks(
+    acc, l_i, m_i = _attend_blocks(  # edge
         acc, l_i, m_i, q1a, q1b, q2a, q2b, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
         COS, SIN, COS_K2, SIN_K2, offs_m, seq, window, end_out, tl.minimum(start_in, hi),
         BLOCK_N, HALF, HEAD_DIM, PAPER, 2, True, LEAKY, DTYPE, UPCAST, PRECISION, EDGE_STAGES)
-    acc, l_i, m_i = _attend_blocks(
+    acc, l_i, m_i = _attend_blocks(  # inside
         acc, l_i, m_i, q1a, q1b, q2a, q2b, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
         COS, SIN, COS_K2, SIN_K2, offs_m, seq, window, start_in, diag,
         BLOCK_N, HALF, HEAD_DIM, PAPER, 1, False, LEAKY, DTYPE, UPCAST, PRECISION, STAGES)
-    acc, l_i, m_i = _attend_blocks(
+    acc, l_i, m_i = _attend_blocks(  # inside, on the diagonal
         acc, l_i, m_i, q1a, q1b, q2a, q2b, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
         COS, SIN, COS_K2, SIN_K2, offs_m, seq, window, tl.maximum(start_in, diag), hi,
         BLOCK_N, HALF, HEAD_DIM, PAPER, 1, True, LEAKY, DTYPE, UPCAST, PRECISION, STAGES)
