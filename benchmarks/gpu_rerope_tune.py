@@ -4,7 +4,7 @@ Two tables, both bf16, batch 1, 32 heads, causal, medians of ``triton.testing.do
 
 1. Block-size sweep at seq 8192 (head_dim 128 and 64): time of every
    (BLOCK_M, BLOCK_N, num_warps, num_stages) for ReRoPE and Leaky ReRoPE, window 512.
-   The winners are what ``ropekit.kernels.rerope_attention._block_sizes`` returns.
+   The winners are what ``ropekit.kernels.rerope._block_sizes`` returns.
 2. Against the baselines at seq 4096, 8192, 16384 (head_dim 128): SDPA (flash attention,
    causal) on q and k rotated beforehand, i.e. ordinary RoPE attention, the best ReRoPE
    can hope for; the fused kernel (ReRoPE, Leaky, paper layout); the two-matrix reference
@@ -34,7 +34,7 @@ import triton
 
 from ropekit import apply_rope, rope_cos_sin, rope_frequencies
 from ropekit.attention import rerope_attention as reference
-from ropekit.kernels.rerope_attention import _block_sizes, _forward
+from ropekit.kernels.rerope import _block_sizes, _forward
 
 CONFIGS = [
     (128, 64, 8, 3), (128, 64, 8, 2), (128, 64, 8, 4), (128, 64, 4, 3), (128, 64, 4, 2),

@@ -243,7 +243,7 @@ _IMPORTS = {  # provider -> (module to import, what to install)
     "liger": ("liger_kernel.transformers.rope", "pip install liger-kernel"),
     "flash_attn": ("flash_attn.layers.rotary", "pip install flash-attn"),
     "reference": ("ropekit.attention", "ropekit.attention"),
-    "ropekit_fused": ("ropekit.kernels.rerope_attention", "triton"),
+    "ropekit_fused": ("ropekit.kernels.rerope", "triton"),
 }
 
 
@@ -396,9 +396,7 @@ def _rerope_fn(provider, q, k, v, inv_freq, window):
         cos, sin = rope_cos_sin(torch.arange(q.shape[-2], device=q.device), inv_freq)
         q_rot, k_rot = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return lambda: torch.nn.functional.scaled_dot_product_attention(q_rot, k_rot, v, is_causal=True)
-    # the module, not the package: importing ropekit.kernels.rerope_attention (as
-    # unavailable() does) makes that name on the package the submodule
-    module = "ropekit.attention" if provider == "reference" else "ropekit.kernels.rerope_attention"
+    module = "ropekit.attention" if provider == "reference" else "ropekit.kernels"
     rerope = import_module(module).rerope_attention
     return lambda: rerope(q, k, v, inv_freq, window, causal=True)
 

@@ -196,7 +196,7 @@ def test_rerope_adapters_agree_with_the_reference(device):
     torch.testing.assert_close(bench._rerope_fn("reference", q, k, v, inv_freq, 12)(), wide)
     narrow = attention.rerope_attention(q, k, v, inv_freq, window=4)
     assert not torch.allclose(narrow, wide, atol=1e-3)  # the window matters at this size
-    pytest.importorskip("ropekit.kernels.rerope_attention")
+    pytest.importorskip("ropekit.kernels.rerope")
     fused = bench._rerope_fn("ropekit_fused", q, k, v, inv_freq, 4)()
     torch.testing.assert_close(fused, narrow, atol=2e-3, rtol=2e-3)
 
@@ -204,7 +204,7 @@ def test_rerope_adapters_agree_with_the_reference(device):
 def test_kernel_providers_run_end_to_end_when_available(monkeypatch, device):
     """The Triton providers' path through the harness (check, three passes, baseline),
     under the interpreter on CPU: the timings are meaningless, the plumbing is not."""
-    pytest.importorskip("ropekit.kernels.rerope_attention")
+    pytest.importorskip("ropekit.kernels.rerope")
     monkeypatch.setattr(bench, "unavailable", lambda provider, device: None)
     rows = bench.run_rerope_suite([(1, 16)], 2, 32, torch.float32, 4, ["sdpa_rope", "reference", "ropekit_fused"],
                                   device, reps=1, warmup=0)

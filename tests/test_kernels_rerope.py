@@ -128,7 +128,7 @@ def test_backward_raises_instead_of_returning_wrong_gradients(device):
 def test_launcher_drops_pipeline_stages_until_shared_memory_fits(monkeypatch, device):
     """A GPU with less shared memory than the tuned blocks need (e.g. an A100) gets fewer
     stages instead of an error, and the launcher remembers what fit."""
-    kernel_module = importlib.import_module("ropekit.kernels.rerope_attention")
+    kernel_module = importlib.import_module("ropekit.kernels.rerope")
     real_kernel, launched = kernel_module._rerope_fwd_kernel, []
 
     class SmallSharedMemory:  # the real kernel, on a GPU that fits one stage only

@@ -12,7 +12,7 @@ import importlib
 # public name -> submodule that defines it
 _EXPORTS = {
     "apply_rope_qk": "rope",
-    "rerope_attention": "rerope_attention",
+    "rerope_attention": "rerope",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -29,8 +29,6 @@ def __getattr__(name):
                     "Without it, use the reference functions in ropekit (apply_rope, rerope_attention)."
                 ) from err
             raise
-        # Cache the function: importing submodule `rerope_attention` just bound that name
-        # on this package to the submodule, which would shadow the function of that name.
-        globals()[name] = getattr(module, name)
+        globals()[name] = getattr(module, name)  # later lookups skip __getattr__
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
