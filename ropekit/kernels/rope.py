@@ -86,7 +86,7 @@ def _rotate_heads(
 # Every integer argument is left unspecialised: Triton would otherwise compile a new
 # variant whenever a length, offset or stride happens to be 1 or a multiple of 16, e.g.
 # for each new batch size. Alignment of the q/k strides, which 16-byte vector loads need,
-# is told to the compiler instead through ALIGN (checked on the host).
+# is told to the compiler instead through ALIGN (checked on the host; see the kernel).
 _INT_ARGS = ["seq_len", "n_rows", "offset", "n_seqs", "q_sb", "q_ss", "q_sh", "qo_sb", "qo_ss", "qo_sh",
              "k_sb", "k_ss", "k_sh", "ko_sb", "ko_ss", "ko_sh", "cos_sb", "cos_ss", "pos_sb", "pos_ss"]
 
@@ -115,13 +115,15 @@ def _rope_qk_kernel(
     from pos_ptr; 2 position = pos_ptr[b, s] (position_ids). TABLE: cos/sin are read
     from row `position` of a table (NaN for a row outside it, so a bad index is loud);
     else they are computed from inv_freq in float32, exactly as rope_cos_sin does.
-    ALIGN: every token and head stride of q, k and the outputs is a multiple of ALIGN
-    elements (16 bytes when possible), so rows start on vector boundaries.
+    ALIGN: the token and head strides of q, k and the outputs are passed divided by
+    ALIGN (16 bytes' worth of elements when they all allow it, else 1).
     """
-    q_sb, q_ss, q_sh = tl.multiple_of(q_sb, ALIGN), tl.multiple_of(q_ss, ALIGN), tl.multiple_of(q_sh, ALIGN)
-    qo_sb, qo_ss, qo_sh = tl.multiple_of(qo_sb, ALIGN), tl.multiple_of(qo_ss, ALIGN), tl.multiple_of(qo_sh, ALIGN)
-    k_sb, k_ss, k_sh = tl.multiple_of(k_sb, ALIGN), tl.multiple_of(k_ss, ALIGN), tl.multiple_of(k_sh, ALIGN)
-    ko_sb, ko_ss, ko_sh = tl.multiple_of(ko_sb, ALIGN), tl.multiple_of(ko_ss, ALIGN), tl.multiple_of(ko_sh, ALIGN)
+    # The q/k strides arrive in units of ALIGN elements; multiplying by the constant tells
+    # the compiler that every row starts on a vector boundary (16-byte loads and stores).
+    q_sb, q_ss, q_sh = q_sb.to(tl.int64) * ALIGN, q_ss.to(tl.int64) * ALIGN, q_sh.to(tl.int64) * ALIGN
+    qo_sb, qo_ss, qo_sh = qo_sb.to(tl.int64) * ALIGN, qo_ss.to(tl.int64) * ALIGN, qo_sh.to(tl.int64) * ALIGN
+    k_sb, k_ss, k_sh = k_sb.to(tl.int64) * ALIGN, k_ss.to(tl.int64) * ALIGN, k_sh.to(tl.int64) * ALIGN
+    ko_sb, ko_ss, ko_sh = ko_sb.to(tl.int64) * ALIGN, ko_ss.to(tl.int64) * ALIGN, ko_sh.to(tl.int64) * ALIGN
 
     n_blocks = tl.cdiv(seq_len, BLOCK_S)
     pid = tl.program_id(0).to(tl.int64)
@@ -258,7 +260,10 @@ def _launch(q, k, q_out, k_out, cos, sin, positions, inv_freq, cu_seqlens, offse
 
     strides = (q_sb, q_ss, q_sh, qo_sb, qo_ss, qo_sh, k_sb, k_ss, k_sh, ko_sb, ko_ss, ko_sh)
     vector = 16 // q.element_size()
-    align = vector if all(x % vector == 0 for x in strides) else 1
+    if all(x % vector == 0 for x in strides):
+        align, strides = vector, tuple(x // vector for x in strides)
+    else:
+        align = 1
     half = rotary_dim // 2
     constexprs = (q_heads, k_heads, head_dim, half, triton.next_power_of_2(half),
                   triton.next_power_of_2(max(1, head_dim - rotary_dim)), paper, table, pos_mode, varlen,
@@ -267,7 +272,7 @@ def _launch(q, k, q_out, k_out, cos, sin, positions, inv_freq, cu_seqlens, offse
     pointers = (q, k, q_out, k_out, cos, sin, positions, inv_freq, cu_seqlens)
     args = (*pointers, seq_len, n_rows, offset, n_seqs, cos_scale, sin_scale, *strides, cos_sb, cos_ss, pos_sb,
             pos_ss, *constexprs)
-    grid = (batch * triton.cdiv(seq_len, block_s),)
+    grid = (batch * triton.cdiv(seq_len, block_s), 1, 1)
 
     # Fast path. Triton's own launcher spends tens of microseconds per call binding and
     # specialising ~50 arguments. With every integer unspecialised, a compiled kernel
