@@ -1,7 +1,7 @@
 """Tune and time ropekit.kernels.apply_rope_qk on a CUDA GPU.
 
     python benchmarks/gpu_rope_tune.py            # timings against a plain copy and torch.compile
-    python benchmarks/gpu_rope_tune.py --sweep    # also sweep block sizes and warps
+    python benchmarks/gpu_rope_tune.py --sweep    # sweep block sizes and warps instead
 
 RoPE is memory-bound, so the yardstick is a copy of the same bytes (q.clone(); k.clone()):
 a kernel that reads q and k once and writes them once cannot beat it. Times are medians
@@ -69,7 +69,7 @@ def compiled_stats(layout, batch=1, seq=1024):
     (compiled,) = kernel.device_caches[torch.cuda.current_device()][0].values()
     ptx = compiled.asm["ptx"]
     count = lambda s: ptx.count(s)  # noqa: E731
-    config = rope_module._CONFIGS[(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper")]
+    config = rope_module._CONFIGS[(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper", True, False)]
     print(f"# {layout}: config (BLOCK_S, BLOCK_HQ, BLOCK_HK, warps) = {config}; regs {compiled.n_regs}, "
           f"spills {compiled.n_spills}; ld.global.v4 {count('ld.global.v4')}, st.global.v4 {count('st.global.v4')}, "
           f"scalar ld.global.b16 {count('ld.global.b16')}, shared ld/st {count('ld.shared') + count('st.shared')}, "
@@ -77,36 +77,39 @@ def compiled_stats(layout, batch=1, seq=1024):
 
 
 def sweep():
-    print("\n## sweep: forward, table mode, bf16, Hq32 Hkv8 d128 (us, median)")
-    configs = [(s, h, w) for s, h, w in itertools.product((1, 2, 4), (8, 16, 32), (4, 8))
+    print("\n## sweep: forward, bf16, Hq32 Hkv8 d128, B4 S8192 (us, median)")
+    configs = [(s, h, w) for s, h, w in itertools.product((1, 2, 4, 8), (8, 16, 32), (2, 4, 8))
                if s * h * HEAD_DIM <= 128 * 32 * w]  # at most 128 elements per thread
-    for layout in ("half", "paper"):
-        key = (Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper")
+    batch, seq = 4, 8192
+    for hf_layout, layout, table in itertools.product((True, False), ("half", "paper"), (True, False)):
+        if not hf_layout and table:
+            continue  # measured in the first round: (1, 32, 8, 8) at 0.98-0.99x copy
+        key = (Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper", table, hf_layout)
         default = rope_module._pick_config(*key)
-        for batch, seq in ((1, 1024), (4, 8192)):
-            q, k, cos, sin, _ = inputs(batch, seq)
-            rope_module._CONFIGS[key] = default
-            expected = apply_rope_qk(q, k, cos, sin, layout)
-            copy_us = bench(lambda: (q.clone(), k.clone()))[0]
-            results = []
-            for block_s, block_h, warps in configs:
-                config = (block_s, min(block_h, Q_HEADS), min(block_h, KV_HEADS), warps)
-                rope_module._CONFIGS[key] = config
-                try:
-                    out = apply_rope_qk(q, k, cos, sin, layout)
-                    assert torch.equal(out[0], expected[0]) and torch.equal(out[1], expected[1])
-                    us = bench(lambda: apply_rope_qk(q, k, cos, sin, layout), rep=100)[0]
-                except Exception as err:  # a config that does not compile or fit is skipped
-                    print(f"#   {config}: {type(err).__name__}: {str(err)[:100]}")
-                    continue
-                results.append((us, config))
-            results.sort()
-            rope_module._CONFIGS[key] = default
-            default_us = bench(lambda: apply_rope_qk(q, k, cos, sin, layout))[0]
-            best = ", ".join(f"{c}: {us:.1f}" for us, c in results[:6])
-            worst = ", ".join(f"{c}: {us:.1f}" for us, c in results[-2:])
-            print(f"{layout:5s} B{batch} S{seq}: copy {copy_us:.1f}; default {default} {default_us:.1f}; "
-                  f"best {best}; worst {worst}")
+        q, k, cos, sin, inv_freq = inputs(batch, seq, hf_layout=hf_layout)
+        run = (lambda: apply_rope_qk(q, k, cos, sin, layout)) if table else (
+            lambda: apply_rope_qk(q, k, layout=layout, inv_freq=inv_freq))
+        rope_module._CONFIGS[key] = default
+        expected = run()
+        copy_us = bench(lambda: (q.clone(), k.clone()))[0]
+        results = []
+        for block_s, block_h, warps in configs:
+            config = (block_s, min(block_h, Q_HEADS), min(block_h, KV_HEADS), warps)
+            rope_module._CONFIGS[key] = config
+            try:
+                out = run()
+                assert torch.equal(out[0], expected[0]) and torch.equal(out[1], expected[1])
+                us = bench(run, rep=60)[0]
+            except Exception as err:  # a config that does not compile or fit is skipped
+                print(f"#   {config}: {type(err).__name__}: {str(err)[:100]}")
+                continue
+            results.append((us, config))
+        results.sort()
+        rope_module._CONFIGS[key] = default
+        default_us = bench(run)[0]
+        best = ", ".join(f"{c}: {us:.1f}" for us, c in results[:6])
+        print(f"{'HF' if hf_layout else 'contiguous'} {layout} {'table' if table else 'inv_freq'}: copy {copy_us:.1f}; "
+              f"default {default} {default_us:.1f}; best {best}; worst {results[-1][1]}: {results[-1][0]:.1f}")
         rope_module._CONFIGS.pop(key, None)
 
 
@@ -192,8 +195,9 @@ def main():
     compiled_stats("paper")
     if args.sweep:
         sweep()
-    timings()
-    host_overhead()
+    else:
+        timings()
+        host_overhead()
 
 
 if __name__ == "__main__":

@@ -190,8 +190,9 @@ _CONFIGS: dict = {}
 _COMPILED: dict = {}
 
 
-def _pick_config(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper):
-    """Block sizes and warps for one (heads, head_dim, rotary_dim, dtype, layout) family.
+def _pick_config(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, table, heads_outer):
+    """Block sizes and warps for one (heads, head_dim, rotary_dim, dtype, layout, mode,
+    memory order) family; heads_outer: the (batch, heads, seq, head_dim) memory of HF.
 
     Never from batch or sequence length: a new batch size must reuse the compiled kernel.
     A program moves about 16 KB of q and k, one token of a 32-head model or a block of
@@ -234,14 +235,13 @@ def _launch(q, k, q_out, k_out, cos, sin, positions, inv_freq, cu_seqlens, offse
     if batch * seq_len == 0:
         return
 
-    paper = layout == "paper"
-    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size(), paper)
+    paper, table = layout == "paper", cos is not None
+    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size(), paper, table, q_sh > q_ss)
     config = _CONFIGS.get(key)
     if config is None:
         config = _CONFIGS[key] = _pick_config(*key)
     block_s, block_hq, block_hk, num_warps = config
 
-    table = cos is not None
     if table:
         cos_scale, sin_scale = 1.0, -1.0 if inverse else 1.0
         n_rows, cos_ss = cos.shape[-2], cos.stride(-2)
