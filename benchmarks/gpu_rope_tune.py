@@ -27,7 +27,8 @@ from ropekit.kernels import apply_rope_qk
 from ropekit.kernels import rope as rope_module
 
 Q_HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
-SHAPES = [(1, 1024), (1, 16384), (4, 8192), (8, 2048)]
+# (batch, seq, hf_layout): hf_layout passes q.transpose(1, 2) of a (batch, heads, seq, head_dim) tensor
+SHAPES = [(1, 1024, True), (1, 16384, True), (4, 8192, True), (8, 2048, True), (1, 1024, False), (4, 8192, False)]
 
 
 def bench(fn, rep=200):
@@ -70,6 +71,7 @@ def compiled_stats(layout, batch=1, seq=1024):
     ptx = compiled.asm["ptx"]
     count = lambda s: ptx.count(s)  # noqa: E731
     config = rope_module._CONFIGS[(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper", True, False)]
+    assert compiled.asm["ptx"].count("ld.global.v4") > 0, "q/k loads are not 16-byte vectors"
     print(f"# {layout}: config (BLOCK_S, BLOCK_HQ, BLOCK_HK, warps) = {config}; regs {compiled.n_regs}, "
           f"spills {compiled.n_spills}; ld.global.v4 {count('ld.global.v4')}, st.global.v4 {count('st.global.v4')}, "
           f"scalar ld.global.b16 {count('ld.global.b16')}, shared ld/st {count('ld.shared') + count('st.shared')}, "
@@ -114,13 +116,15 @@ def sweep():
 
 
 def timings():
-    print("\n## time per call (us, median [p20-p80]) and x copy speed; bf16 Hq32 Hkv8 d128, HF-layout views")
-    print(f"{'shape':14s} {'what':34s} {'us':>22s} {'GB/s':>7s} {'x copy':>7s}")
-    reference = {layout: torch.compile(lambda q, k, cos, sin, layout=layout: (
-        ropekit.apply_rope(q.transpose(1, 2), cos, sin, layout).transpose(1, 2),
-        ropekit.apply_rope(k.transpose(1, 2), cos, sin, layout).transpose(1, 2))) for layout in ("half", "paper")}
-    for batch, seq in SHAPES:
-        q, k, cos, sin, inv_freq = inputs(batch, seq, hf_layout=True)
+    print("\n## time per call (us, median [p20-p80]) and x copy speed; bf16 Hq32 Hkv8 d128")
+    print(f"{'shape':17s} {'what':34s} {'us':>22s} {'GB/s':>7s} {'x copy':>7s}")
+    for batch, seq, hf_layout in SHAPES:
+        torch._dynamo.reset()  # a fresh torch.compile reference for each shape, never a fallback
+        reference = {layout: torch.compile(lambda q, k, cos, sin, layout=layout: (
+            ropekit.apply_rope(q.transpose(1, 2), cos, sin, layout).transpose(1, 2),
+            ropekit.apply_rope(k.transpose(1, 2), cos, sin, layout).transpose(1, 2)), dynamic=False)
+            for layout in ("half", "paper")}
+        q, k, cos, sin, inv_freq = inputs(batch, seq, hf_layout=hf_layout)
         nbytes = 2 * (q.numel() + k.numel()) * q.element_size()
         gq, gk = torch.randn_like(q), torch.randn_like(k)
         copy = bench(lambda: (q.clone(), k.clone()))
@@ -144,7 +148,8 @@ def timings():
             except Exception as err:
                 print(f"# torch.compile backward not timed: {type(err).__name__}: {str(err)[:100]}")
         for what, (us, lo, hi) in rows:
-            print(f"B{batch} S{seq:<8d} {what:34s} {us:8.1f} [{lo:6.1f}-{hi:6.1f}] {gbps(nbytes, us):7.0f} "
+            print(f"B{batch} S{seq:<6d} {'HF ' if hf_layout else 'BSHD'} {what:34s} {us:8.1f} [{lo:6.1f}-{hi:6.1f}] "
+                  f"{gbps(nbytes, us):7.0f} "
                   f"{copy[0] / us:7.2f}")
         print(f"# q+k = {nbytes / 2 / 1e6:.0f} MB read + the same written")
 
@@ -167,6 +172,7 @@ def host_overhead():
         return statistics.median(samples)
 
     spec = rope_module._check(q, k, cos, sin, "half", False, None, None, None, 1.0, None)[2:]
+    spec_computed = rope_module._check(q, k, None, None, "half", False, None, 7, inv_freq, 1.0, None)[2:]
     q_out, k_out = torch.empty_like(q), torch.empty_like(k)
     qg, kg = q.detach().requires_grad_(), k.detach().requires_grad_()
     compiled = torch.compile(lambda q, k: apply_rope_qk(q, k, cos, sin), fullgraph=True)
@@ -175,7 +181,8 @@ def host_overhead():
         ("torch.empty_like x2", lambda: (torch.empty_like(q), torch.empty_like(k))),
         ("argument checks (_check)", lambda: rope_module._check(q, k, cos, sin, "half", False, None, None, None,
                                                                1.0, None)),
-        ("launch only (_launch)", lambda: rope_module._launch(q, k, q_out, k_out, *spec, False)),
+        ("launch only (_launch), table", lambda: rope_module._launch(q, k, q_out, k_out, *spec, False)),
+        ("launch only (_launch), inv_freq", lambda: rope_module._launch(q, k, q_out, k_out, *spec_computed, False)),
         ("apply_rope_qk, table", lambda: apply_rope_qk(q, k, cos, sin)),
         ("apply_rope_qk, inv_freq + offset", lambda: apply_rope_qk(q, k, positions=7, inv_freq=inv_freq)),
         ("apply_rope_qk, in place", lambda: apply_rope_qk(q, k, cos, sin, inplace=True)),
