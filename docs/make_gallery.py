@@ -6,6 +6,7 @@ there are some; otherwise a small CPU run of ``python -m ropekit.bench`` (CPU nu
 nothing about GPU speed, and the picture says so in its file name).
 """
 
+import csv
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+import ropekit  # noqa: E402
 from ropekit import viz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,15 +58,19 @@ def figures():
         "relative_positions": lambda: viz.plot_relative_positions(length=8, window=4, factor=2.0),
         "long_term_decay": lambda: viz.plot_long_term_decay(dim=128, base=10000.0, max_distance=256),
         "attention_logits": lambda: viz.plot_attention_logits(
-            q, q, ["rope", "rerope", "leaky_rerope"], inv_freq=torch.tensor(100.0) ** -(torch.arange(0, 32, 2) / 32),
+            q, q, ["rope", "rerope", "leaky_rerope"], inv_freq=ropekit.rope_frequencies(32, base=100.0)[0],
             window=16, factor=4.0),
     }
-    csv, suffix = benchmark_csv()
-    if csv is None:
+    csv_path, suffix = benchmark_csv()
+    if csv_path is None:
         print("skipping the benchmark figures: no results in benchmarks/results/ and no ropekit/bench.py")
     else:
         for suite in ("rope", "rerope"):
-            found[f"benchmark_{suite}{suffix}"] = lambda suite=suite: viz.plot_benchmark(csv, suite=suite)
+            # the largest batch only: one line per provider reads better on a page
+            with open(csv_path, newline="") as f:
+                largest = max(int(r["batch"]) for r in csv.DictReader(f) if r["suite"] == suite)
+            found[f"benchmark_{suite}{suffix}"] = lambda suite=suite, batch=largest: viz.plot_benchmark(
+                csv_path, suite=suite, batch=batch)
     return found
 
 
@@ -73,7 +79,7 @@ def main():
     for name, draw in figures().items():
         path = GALLERY / f"{name}.png"
         fig = draw()
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=70 if name.startswith("benchmark") else 100)  # many lines: keep them small
         plt.close(fig)
         size = path.stat().st_size
         print(f"wrote {path.relative_to(ROOT)} ({size / 1000:.0f} KB)")

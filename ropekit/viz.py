@@ -577,7 +577,7 @@ _SHAPE_COLUMNS = ("batch", "q_heads", "kv_heads", "head_dim", "dtype", "window")
 
 
 @styled
-def plot_benchmark(data, suite: str = "rope", *, axes=None):
+def plot_benchmark(data, suite: str = "rope", *, batch=None, axes=None):
     """The benchmark harness's results (``python -m ropekit.bench``), one line per provider.
 
     Args:
@@ -588,6 +588,7 @@ def plot_benchmark(data, suite: str = "rope", *, axes=None):
             (``speed_vs_baseline``, bottom row) against sequence length, one column per
             pass (fwd, bwd, fwd+bwd). ``"rerope"``: time and peak extra memory against
             sequence length.
+        batch: draw only the rows of this batch size (default: all, one line style each).
         axes: 2 × (number of passes) Axes for ``"rope"`` (row-major), 2 for ``"rerope"``.
 
     One line per provider and layout, and per batch (or any other shape column) where
@@ -601,9 +602,11 @@ def plot_benchmark(data, suite: str = "rope", *, axes=None):
     """
     if suite not in ("rope", "rerope"):
         raise ValueError(f"suite must be 'rope' or 'rerope', got {suite!r}")
-    rows = [r for r in _benchmark_rows(data) if r["suite"] == suite and r["status"] == "ok"]
+    rows = [r for r in _benchmark_rows(data) if r["suite"] == suite and r["status"] == "ok"
+            and (batch is None or r["batch"] == batch)]
     if not rows:
-        raise ValueError(f"data holds no rows with suite={suite!r} and status 'ok'")
+        raise ValueError(f"data holds no rows with suite={suite!r}{'' if batch is None else f', batch={batch}'} "
+                         "and status 'ok'")
     passes = [p for p in _PASS_ORDER if any(r["pass"] == p for r in rows)]
     passes += sorted({r["pass"] for r in rows} - set(passes))
     baseline = rows[0]["baseline"]
@@ -668,9 +671,16 @@ def _plot_benchmark_lines(ax, rows, column, baseline, varying):
         label = " ".join(str(part) for part in (provider, layout) if part)
         label += "".join(f", {c} {v}" for c, v in zip(varying, shape))
         n = shapes.index(tuple(shape))
-        colour = "black" if provider == baseline else PALETTE[1 + providers.index(key[:2]) % (len(PALETTE) - 1)]
+        colour = "black" if provider == baseline else _provider_colour(providers.index(key[:2]), len(providers))
         ax.plot([r["seq"] for r in group], [r[column] for r in group], label=label, color=colour,
                 ls=LINESTYLES[n % len(LINESTYLES)], marker=MARKERS[n % len(MARKERS)])
+
+
+def _provider_colour(index, count):
+    """The kit's palette while it has enough colours, else matplotlib's ten-colour one."""
+    if count < len(PALETTE):
+        return PALETTE[1 + index]
+    return plt.get_cmap("tab10")(index % 10)
 
 
 def _benchmark_rows(data):
