@@ -384,6 +384,14 @@ def test_benchmark_accepts_row_dicts_and_splits_by_batch(tmp_path):
     assert "torch_eager half, batch 4" in labels and "torch_eager half, batch 1" in labels
     batch4 = fig.axes[0].get_lines()[labels.index("torch_eager half, batch 4")]
     np.testing.assert_array_equal(batch4.get_ydata(), [777.0])
+    only4 = viz.plot_benchmark(rows + [extra], suite="rope", batch=4)
+    assert [(line.get_label(), list(line.get_ydata())) for line in only4.axes[0].get_lines()] == [
+        ("torch_eager half", [777.0])
+    ]
+    colours = [line.get_color() for line in fig.axes[0].get_lines()]
+    assert len(set(map(str, colours))) >= 2
+    with pytest.raises(ValueError, match="batch=3"):
+        viz.plot_benchmark(rows, suite="rope", batch=3)
 
 
 def test_benchmark_rerope_suite_draws_time_and_memory(tmp_path):
@@ -433,3 +441,16 @@ def test_style_is_undone_after_each_figure_and_leaves_other_settings_alone():
     viz.plot_rotation_matrix(1, 4)
     assert dict(plt.rcParams) == before
     plt.rcParams["interactive"] = False
+
+
+def test_benchmark_gives_every_provider_its_own_colour_even_past_the_palette(tmp_path):
+    rows = [dict(zip(HEADER.split(","), f"rope,copy,,fwd,1,{s},32,8,128,bf16,,10.0,2000.0,copy,1.0,,ok".split(",")))
+            for s in (1024, 2048)]
+    names = [f"provider{i}" for i in range(10)]  # more than the kit's palette holds
+    for name in names:
+        rows += [dict(rows[0], provider=name, layout="half", seq=str(s)) for s in (1024, 2048)]
+    fig = viz.plot_benchmark(rows, suite="rope")
+    colours = {line.get_label(): tuple(np.round(matplotlib.colors.to_rgba(line.get_color()), 4))
+               for line in fig.axes[0].get_lines()}
+    assert len({colours[f"{n} half"] for n in names}) == len(names)
+    assert colours["copy"] == (0.0, 0.0, 0.0, 1.0)
