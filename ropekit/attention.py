@@ -117,13 +117,7 @@ def rope_attention(
     _check_layout(layout)
     _check_inv_freq(inv_freq, q.shape[-1])
     batch, _, seq, _ = q.shape
-    if positions is None:
-        positions = torch.arange(seq, device=q.device)
-    elif not isinstance(positions, torch.Tensor) or positions.shape not in ((seq,), (batch, seq)):
-        raise ValueError(
-            f"positions must be a tensor of shape (seq,) = ({seq},) or (batch, seq) = ({batch}, {seq}), "
-            f"got {_shape(positions)}"
-        )
+    positions = _positions_or_arange(positions, "positions", batch, seq, q.device)
     if xpos_scale_base is not None and (
         isinstance(xpos_scale_base, bool) or not isinstance(xpos_scale_base, (int, float)) or not xpos_scale_base > 0
     ):
@@ -363,6 +357,18 @@ def _check_rerope_options(leaky_factor, log_n_train_length):
             f"log_n_train_length must be an integer >= 2 (the training length L of log_L n) or None, "
             f"got {log_n_train_length!r}"
         )
+
+
+def _positions_or_arange(positions, name, batch, seq, device):
+    """A (seq,) or (batch, seq) positions tensor as given, or arange(seq) for None."""
+    if positions is None:
+        return torch.arange(seq, device=device)
+    if not isinstance(positions, torch.Tensor) or positions.shape not in ((seq,), (batch, seq)):
+        raise ValueError(
+            f"{name} must be a tensor of shape (seq,) = ({seq},) or (batch, seq) = ({batch}, {seq}), "
+            f"got {_shape(positions)}"
+        )
+    return positions
 
 
 def _check_inv_freq(inv_freq, head_dim):

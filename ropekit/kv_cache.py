@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .attention import _attend, _check_inv_freq, _check_qkv, _compute_dtype, _logits, _rotate
+from .attention import _attend, _check_inv_freq, _check_qkv, _compute_dtype, _logits, _positions_or_arange, _rotate
 from .reference import _check_layout, _shape
 
 
@@ -94,11 +94,7 @@ def rotate_as_if_first(k, inv_freq, rotated_at=None, layout="half"):
     _check_layout(layout)
     _check_inv_freq(inv_freq, k.shape[-1])
     batch, _, seq, _ = k.shape
-    if rotated_at is None:
+    if rotated_at is None:  # unrotated keys: R_0 = I, a copy
         rotated_at = torch.zeros(seq, device=k.device)
-    elif not isinstance(rotated_at, torch.Tensor) or rotated_at.shape not in ((seq,), (batch, seq)):
-        raise ValueError(
-            f"rotated_at must be a tensor of shape (seq,) = ({seq},) or (batch, seq) = ({batch}, {seq}), "
-            f"got {_shape(rotated_at)}"
-        )
+    rotated_at = _positions_or_arange(rotated_at, "rotated_at", batch, seq, k.device)
     return _rotate(k, -rotated_at.to(k.device), inv_freq, layout)  # R_{−p}: back to position 0
