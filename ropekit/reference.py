@@ -42,7 +42,8 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
 
     Args:
         positions: integer or fractional positions of any shape, e.g. ``(seq,)`` or a
-            ``(batch, seq)`` position_ids tensor; a Python int n means ``arange(n)``.
+            ``(batch, seq)`` position_ids tensor; a Python int n means ``arange(n)`` on
+            inv_freq's device. cos and sin are made on positions' device.
         inv_freq: ``(rotary_dim // 2,)`` from :func:`ropekit.rope_frequencies`.
         attention_factor: multiplies cos and sin (YaRN's √(1/t)), so every logit
             q·k is multiplied by its square, as model libraries do.
@@ -58,12 +59,12 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
     in float32 only up to 2^24 ≈ 16.7 M. Use float64 angles (``rotation_matrix``) when
     you need to study that error.
     """
-    if isinstance(positions, int):
-        positions = torch.arange(positions)
-    if not isinstance(positions, torch.Tensor):
-        raise TypeError(f"positions must be a tensor or an int, got {type(positions).__name__}")
     if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1:
         raise ValueError(f"inv_freq must be a 1-D tensor of shape (rotary_dim // 2,), got {_shape(inv_freq)}")
+    if isinstance(positions, int):
+        positions = torch.arange(positions, device=inv_freq.device)
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(f"positions must be a tensor or an int, got {type(positions).__name__}")
     if positions.is_complex() or positions.dtype == torch.bool:
         raise TypeError(f"positions must be integer or real, got dtype {positions.dtype}")
     angles = positions.to(torch.float32)[..., None] * inv_freq.to(device=positions.device, dtype=torch.float32)
