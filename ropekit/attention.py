@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from .frequencies import rope_frequencies
 from .reference import _check_layout, _shape, apply_rope, rope_cos_sin
 
 SCHEMES = ("rope", "pi", "rerope", "leaky_rerope")
@@ -411,3 +412,51 @@ def _check_qkv(q, k, v, same_length=True):
         raise ValueError(f"k must have q's head_dim = {q.shape[3]}, got k {tuple(k.shape)}")
     if same_length and q.shape[2] != k.shape[2]:
         raise ValueError(f"q and k must have the same seq (self-attention), got {tuple(q.shape)}, {tuple(k.shape)}")
+
+
+# --- logits for pictures (lessons 03, 04) -------------------------------------------
+
+
+def attention_logits(q, k, scheme: str = "rope", inv_freq=None, *, window=None, factor=None, layout: str = "half"):
+    """The logit matrix a_ij = ⟨R_{P_ij} q_i, k_j⟩ / √head_dim of one head, for any scheme.
+
+    P = ``relative_position_matrix(seq, scheme, window, factor)``; since
+    ⟨R_i q, R_j k⟩ = ⟨R_{i−j} q, k⟩ (RoFormer eq. 16), rotating q_i by P_ij with
+    ``rope_cos_sin``/``apply_rope`` gives the logit that ``rope_attention`` (rope, and pi
+    with positions / s) or ``rerope_attention`` (rerope, leaky_rerope) softmaxes.
+
+    Args:
+        q, k: ``(seq, head_dim)``, not yet rotated.
+        inv_freq: ``(rotary_dim // 2,)`` (default: ``rope_frequencies(head_dim)``).
+
+    Returns:
+        float64 ``(seq, seq)``, NaN above the diagonal (future keys). O(seq²·head_dim)
+        work and memory per row block: for pictures, not for models. Lessons 03 and 04;
+        ``ropekit.viz.plot_attention_logits`` draws it.
+    """
+    for name, t in (("q", q), ("k", k)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 2 or not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor of shape (seq, head_dim), got {_shape(t)}")
+    if q.shape != k.shape:
+        raise ValueError(f"q and k must have the same shape (seq, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}")
+    seq, head_dim = q.shape
+    if inv_freq is None:
+        inv_freq, _ = rope_frequencies(head_dim)
+    P = relative_position_matrix(seq, scheme, **_scheme_options(scheme, window, factor))
+    q, k = q.double(), k.double()
+    logits = torch.full((seq, seq), float("nan"), dtype=torch.float64)
+    for i in range(seq):  # one query row at a time keeps memory at seq·head_dim
+        cos, sin = rope_cos_sin(P[i, : i + 1], inv_freq)
+        rotated = apply_rope(q[i].expand(i + 1, head_dim), cos, sin, layout)
+        logits[i, : i + 1] = (rotated * k[: i + 1]).sum(-1) / math.sqrt(head_dim)
+    return logits
+
+
+def _scheme_options(scheme, window, factor):
+    """The window and factor keywords that relative_position_matrix accepts for this scheme."""
+    options = {}
+    if scheme in ("rerope", "leaky_rerope"):
+        options["window"] = window
+    if scheme in ("pi", "leaky_rerope"):
+        options["factor"] = factor
+    return options

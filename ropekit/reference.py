@@ -74,6 +74,26 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
     return cos, sin
 
 
+def rope_decay_bound(distances, inv_freq):
+    """RoFormer's relative upper bound of the logit at each relative distance (§3.4.3, Figure 2).
+
+    With S_j = Σ_{k<j} e^{i·r·θ_k} (the partial sums over pairs of the rotation at
+    distance r = m − n), the Abel summation of eq. (37) bounds |q·k| by
+    max_i |h_{i+1} − h_i| · Σ_j |S_j|; the paper plots the mean (1/(d/2)) Σ_{j=1}^{d/2} |S_j|,
+    which shrinks as r grows. The e^{i·r·θ_k} are ``rope_cos_sin(distances, inv_freq)``.
+
+    Args:
+        distances: ``(n,)`` relative distances r (or an int n for 0 .. n − 1).
+        inv_freq: ``(d // 2,)`` θ_k.
+
+    Returns:
+        float64 ``(n,)``. Lesson 03 derives it; ``ropekit.viz.plot_long_term_decay`` plots it.
+    """
+    cos, sin = rope_cos_sin(distances, inv_freq)
+    partial_sums = torch.complex(cos.double(), sin.double()).cumsum(dim=-1)  # S_1 .. S_{d/2}
+    return partial_sums.abs().mean(dim=-1)
+
+
 # --- the fast element-wise form (RoFormer eq. 34) -------------------------------------
 
 

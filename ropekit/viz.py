@@ -32,7 +32,8 @@ import torch
 from matplotlib.axes import Axes
 
 from .frequencies import SCALINGS, rope_frequencies, wavelengths
-from .reference import LAYOUTS, apply_rope, rope_cos_sin, rotation_matrix
+from .attention import SCHEMES, _scheme_options, attention_logits, relative_position_matrix
+from .reference import LAYOUTS, apply_rope, rope_cos_sin, rope_decay_bound, rotation_matrix
 from .viz_style import (
     ACCENT,
     BEYOND_WINDOW,
@@ -54,9 +55,7 @@ __all__ = [
     "frequency_schedules",
     "plot_relative_positions",
     "plot_long_term_decay",
-    "rope_decay_bound",
     "plot_attention_logits",
-    "attention_logits",
     "plot_benchmark",
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
@@ -345,8 +344,6 @@ def plot_relative_positions(length: int = 8, schemes=("rope", "pi", "rerope", "l
     """
     from matplotlib.patches import Patch
 
-    from .attention import relative_position_matrix
-
     _check_int(length, "length", minimum=1)
     schemes = _as_schemes(schemes)
     fig, axes = _figure_axes(axes, len(schemes), (4.6 * len(schemes) + 0.6, 5.2), "axes")
@@ -377,31 +374,11 @@ def plot_relative_positions(length: int = 8, schemes=("rope", "pi", "rerope", "l
     return fig
 
 
-def rope_decay_bound(distances, inv_freq):
-    """RoFormer's relative upper bound of the logit at each relative distance (§3.4.3, Figure 2).
-
-    With S_j = Σ_{k<j} e^{i·r·θ_k} (the partial sums over pairs of the rotation at
-    distance r = m − n), the Abel summation of eq. (37) bounds |q·k| by
-    max_i |h_{i+1} − h_i| · Σ_j |S_j|; the paper plots the mean (1/(d/2)) Σ_{j=1}^{d/2} |S_j|,
-    which shrinks as r grows. The e^{i·r·θ_k} are ``rope_cos_sin(distances, inv_freq)``.
-
-    Args:
-        distances: ``(n,)`` relative distances r (or an int n for 0 .. n − 1).
-        inv_freq: ``(d // 2,)`` θ_k.
-
-    Returns:
-        float64 ``(n,)``. Lesson 03 plots it.
-    """
-    cos, sin = rope_cos_sin(distances, inv_freq)
-    partial_sums = torch.complex(cos.double(), sin.double()).cumsum(dim=-1)  # S_1 .. S_{d/2}
-    return partial_sums.abs().mean(dim=-1)
-
-
 @styled
 def plot_long_term_decay(dim: int = 128, base: float = 10000.0, max_distance: int = 256, *, inv_freq=None, seed: int = 0, axes=None):
     """RoPE's long-term decay: RoFormer's bound, and the logit of one random q = k, against distance.
 
-    Left: :func:`rope_decay_bound`, (1/(d/2)) Σ_j |S_j| for r = 0 .. max_distance
+    Left: :func:`ropekit.reference.rope_decay_bound`, (1/(d/2)) Σ_j |S_j| for r = 0 .. max_distance
     (RoFormer §3.4.3, Figure 2). Right: the logit ⟨R_m q, R_n k⟩ for identical q = k
     drawn from N(0, 1) with ``seed`` (q rotated by ``apply_rope`` at r = m − n), and its
     expectation over such q, 2 Σ_i cos(r·θ_i) (each pair contributes E[a² + b²]·cos(rθ_i)).
@@ -444,42 +421,6 @@ def plot_long_term_decay(dim: int = 128, base: float = 10000.0, max_distance: in
     ax_logit.set_ylabel("logit ⟨R_m q, R_n k⟩")
     ax_logit.legend()
     return fig
-
-
-def attention_logits(q, k, scheme: str = "rope", inv_freq=None, *, window=None, factor=None, layout: str = "half"):
-    """The logit matrix a_ij = ⟨R_{P_ij} q_i, k_j⟩ / √head_dim of one head, for any scheme.
-
-    P = ``relative_position_matrix(seq, scheme, window, factor)``; since
-    ⟨R_i q, R_j k⟩ = ⟨R_{i−j} q, k⟩ (RoFormer eq. 16), rotating q_i by P_ij with
-    ``rope_cos_sin``/``apply_rope`` gives the logit that ``rope_attention`` (rope, and pi
-    with positions / s) or ``rerope_attention`` (rerope, leaky_rerope) softmaxes.
-
-    Args:
-        q, k: ``(seq, head_dim)``, not yet rotated.
-        inv_freq: ``(rotary_dim // 2,)`` (default: ``rope_frequencies(head_dim)``).
-
-    Returns:
-        float64 ``(seq, seq)``, NaN above the diagonal (future keys). O(seq²·head_dim)
-        work and memory per row block: for pictures, not for models. Lessons 03 and 04.
-    """
-    from .attention import relative_position_matrix
-
-    for name, t in (("q", q), ("k", k)):
-        if not isinstance(t, torch.Tensor) or t.dim() != 2 or not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor of shape (seq, head_dim), got {_describe(t)}")
-    if q.shape != k.shape:
-        raise ValueError(f"q and k must have the same shape (seq, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}")
-    seq, head_dim = q.shape
-    if inv_freq is None:
-        inv_freq, _ = rope_frequencies(head_dim)
-    P = relative_position_matrix(seq, scheme, **_scheme_options(scheme, window, factor))
-    q, k = q.double(), k.double()
-    logits = torch.full((seq, seq), float("nan"), dtype=torch.float64)
-    for i in range(seq):  # one query row at a time keeps memory at seq·head_dim
-        cos, sin = rope_cos_sin(P[i, : i + 1], inv_freq)
-        rotated = apply_rope(q[i].expand(i + 1, head_dim), cos, sin, layout)
-        logits[i, : i + 1] = (rotated * k[: i + 1]).sum(-1) / math.sqrt(head_dim)
-    return logits
 
 
 @styled
@@ -532,22 +473,10 @@ def plot_attention_logits(q, k, schemes="rope", *, inv_freq=None, window=None, f
 
 
 def _as_schemes(schemes):
-    from .attention import SCHEMES
-
     schemes = (schemes,) if isinstance(schemes, str) else tuple(schemes)
     if not schemes or any(s not in SCHEMES for s in schemes):
         raise ValueError(f"schemes must be one or more of {SCHEMES}, got {schemes!r}")
     return schemes
-
-
-def _scheme_options(scheme, window, factor):
-    """The window and factor keywords that relative_position_matrix accepts for this scheme."""
-    options = {}
-    if scheme in ("rerope", "leaky_rerope"):
-        options["window"] = window
-    if scheme in ("pi", "leaky_rerope"):
-        options["factor"] = factor
-    return options
 
 
 def _one_head(q, k, batch, head):

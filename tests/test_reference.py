@@ -1,5 +1,6 @@
 """Every RoPE form in ropekit.reference: the algebra of RoFormer §3.4, and agreement between forms."""
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,7 +16,7 @@ from ropekit import (
     to_half_layout,
     to_paper_layout,
 )
-from ropekit.reference import apply_rope_loop, apply_rope_matrix
+from ropekit.reference import apply_rope_loop, apply_rope_matrix, rope_decay_bound
 
 dims = st.sampled_from([2, 4, 8, 16, 32, 64])
 positions = st.integers(-5000, 5000)
@@ -294,3 +295,17 @@ def test_bad_arguments_raise_clear_errors():
         permute_qk_weight(torch.randn(10, 4), 3, "paper", "half")
     with pytest.raises(ValueError, match="layout_to must be"):
         permute_qk_weight(torch.randn(8, 4), 1, "paper", "neox")
+
+
+# --- long-term decay (RoFormer §3.4.3) -------------------------------------------------
+
+
+def test_decay_bound_is_roformer_formula():
+    dim, base = 16, 10000.0
+    inv_freq, _ = rope_frequencies(dim, base)
+    theta = base ** (-np.arange(0, dim, 2) / dim)
+    for r in (0, 1, 7, 100):
+        # S_j = Σ_{k<j} e^{i r θ_k} for j = 1 .. d/2, averaged in absolute value
+        S = [abs(sum(np.exp(1j * r * theta[k]) for k in range(j))) for j in range(1, dim // 2 + 1)]
+        assert rope_decay_bound(torch.tensor([r]), inv_freq).item() == pytest.approx(np.mean(S), rel=1e-5)
+    assert rope_decay_bound(torch.tensor([0]), inv_freq).item() == pytest.approx((dim // 2 + 1) / 2)

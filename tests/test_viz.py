@@ -234,17 +234,6 @@ def test_relative_positions_rejects_bad_arguments():
 # --- long-term decay ---------------------------------------------------------------------
 
 
-def test_decay_bound_is_roformer_formula():
-    dim, base = 16, 10000.0
-    inv_freq, _ = ropekit.rope_frequencies(dim, base)
-    theta = base ** (-np.arange(0, dim, 2) / dim)
-    for r in (0, 1, 7, 100):
-        # S_j = Σ_{k<j} e^{i r θ_k} for j = 1 .. d/2, averaged in absolute value
-        S = [abs(sum(np.exp(1j * r * theta[k]) for k in range(j))) for j in range(1, dim // 2 + 1)]
-        assert viz.rope_decay_bound(torch.tensor([r]), inv_freq).item() == pytest.approx(np.mean(S), rel=1e-5)
-    assert viz.rope_decay_bound(torch.tensor([0]), inv_freq).item() == pytest.approx((dim // 2 + 1) / 2)
-
-
 def test_long_term_decay_draws_the_bound_and_the_logit():
     fig = viz.plot_long_term_decay(dim=32, base=10000.0, max_distance=50, seed=3)
     ax_bound, ax_logit = fig.axes
@@ -252,7 +241,7 @@ def test_long_term_decay_draws_the_bound_and_the_logit():
     r = np.arange(51)
     bound = ax_bound.get_lines()[0]
     np.testing.assert_array_equal(bound.get_xdata(), r)
-    np.testing.assert_array_equal(bound.get_ydata(), viz.rope_decay_bound(torch.arange(51), inv_freq).numpy())
+    np.testing.assert_array_equal(bound.get_ydata(), ropekit.reference.rope_decay_bound(torch.arange(51), inv_freq).numpy())
     # the logit ⟨R_m q, R_n q⟩ = Σ_i |pair_i|² cos(r θ_i) for the seeded q, written out in float64
     q = torch.randn(32, generator=torch.Generator().manual_seed(3), dtype=torch.float64).numpy()
     theta = 10000.0 ** (-np.arange(0, 32, 2) / 32)
@@ -275,33 +264,16 @@ def test_long_term_decay_rejects_bad_arguments():
 # --- attention logits --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "scheme, options",
-    [("rope", {}), ("pi", {"factor": 2.0}), ("rerope", {"window": 3}), ("leaky_rerope", {"window": 3, "factor": 2.0})],
-)
-def test_attention_logits_softmax_to_the_library_attention(scheme, options):
-    from ropekit.attention import rerope_attention, rope_attention
-
-    torch.manual_seed(0)
-    seq, head_dim = 9, 8
-    q, k, v = (torch.randn(1, 1, seq, head_dim, dtype=torch.float64) for _ in range(3))
-    inv_freq, _ = ropekit.rope_frequencies(head_dim)
-    logits = viz.attention_logits(q[0, 0], k[0, 0], scheme, inv_freq, **options)
-    weights = torch.nan_to_num(logits, nan=float("-inf")).softmax(-1)
-    if scheme == "rope":
-        expected = rope_attention(q, k, v, inv_freq)
-    elif scheme == "pi":
-        expected = rope_attention(q, k, v, inv_freq, positions=torch.arange(seq) / 2.0)
-    else:
-        expected = rerope_attention(q, k, v, inv_freq, options["window"], leaky_factor=options.get("factor"))
-    # cos and sin are float32 in both (rope_cos_sin), so agreement is to float32 precision
-    torch.testing.assert_close(weights @ v[0, 0], expected[0, 0], rtol=1e-6, atol=1e-6)
-    # and the explicit matrix: a_ij = qᵢᵀ R_{-P_ij} k_j / √d (RoFormer eq. 16)
-    from ropekit.attention import relative_position_matrix
-
-    P = relative_position_matrix(seq, scheme, **options)
-    a = (q[0, 0, 6] @ ropekit.rotation_matrix(-float(P[6, 2]), head_dim, layout="half") @ k[0, 0, 2]) / math.sqrt(head_dim)
-    assert logits[6, 2].item() == pytest.approx(a.item(), rel=1e-6, abs=1e-6)
+def test_plot_attention_logits_rejects_bad_arguments():
+    q = torch.randn(6, 8)
+    with pytest.raises(ValueError, match="q must be"):
+        viz.plot_attention_logits(torch.randn(6), q)
+    with pytest.raises(ValueError, match="window"):
+        viz.plot_attention_logits(q, q, "rerope")
+    with pytest.raises(ValueError, match="head"):
+        viz.plot_attention_logits(torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8), head=2)
+    with pytest.raises(ValueError, match="schemes"):
+        viz.plot_attention_logits(q, q, "nope")
 
 
 def test_attention_logits_figure_shows_the_logits_and_the_curves():
@@ -312,29 +284,15 @@ def test_attention_logits_figure_shows_the_logits_and_the_curves():
     heat_rope, heat_rerope, curves = [a for a in fig.axes if a.get_label() != "<colorbar>"]
     inv_freq, _ = ropekit.rope_frequencies(8)
     for a, scheme, options in ((heat_rope, "rope", {}), (heat_rerope, "rerope", {"window": 4})):
-        expected = viz.attention_logits(q[1, 3], k[1, 1], scheme, inv_freq, **options).numpy()  # GQA: head 3 reads kv head 1
+        expected = ropekit.attention.attention_logits(q[1, 3], k[1, 1], scheme, inv_freq, **options).numpy()  # GQA: head 3 reads kv head 1
         np.testing.assert_array_equal(np.ma.filled(a.images[0].get_array(), np.nan), expected)
         norm = a.images[0].norm
         assert norm.vmin == -norm.vmax
     rope_curve, rerope_curve = data_lines(curves)[:2]
-    expected = viz.attention_logits(q[1, 3], k[1, 1], "rerope", inv_freq, window=4).numpy()
+    expected = ropekit.attention.attention_logits(q[1, 3], k[1, 1], "rerope", inv_freq, window=4).numpy()
     np.testing.assert_allclose(rerope_curve.get_ydata()[5], np.nanmean(np.diagonal(expected, -5)))
     assert [rope_curve.get_label(), rerope_curve.get_label()] == ["RoPE", "ReRoPE"]
     assert_labelled(fig)
-
-
-def test_attention_logits_rejects_bad_arguments():
-    q = torch.randn(6, 8)
-    with pytest.raises(ValueError, match="q and k must have the same shape"):
-        viz.attention_logits(q, torch.randn(5, 8))
-    with pytest.raises(ValueError, match="q must be"):
-        viz.plot_attention_logits(torch.randn(6), q)
-    with pytest.raises(ValueError, match="window"):
-        viz.plot_attention_logits(q, q, "rerope")
-    with pytest.raises(ValueError, match="head"):
-        viz.plot_attention_logits(torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8), head=2)
-    with pytest.raises(ValueError, match="schemes"):
-        viz.plot_attention_logits(q, q, "nope")
 
 
 # --- plot_benchmark ------------------------------------------------------------------------
