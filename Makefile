@@ -5,10 +5,12 @@
 # The set-up is idempotent and local: it creates .venv/ in this folder, installs ropekit
 # editable with the lesson and test dependencies, and registers nothing globally.
 # Torch: with an NVIDIA driver present (nvidia-smi works) pip installs the newest torch
-# that satisfies pyproject's range (a CUDA build); without one it pins the CPU-only
-# torch==$(CPU_TORCH), so a laptop or CI runner does not download several GB of CUDA
-# libraries. Override with `make TORCH_SPEC='torch==2.6.0' test` (and TORCH_PIP_ARGS, e.g.
-# `--index-url https://download.pytorch.org/whl/cpu`) if you need a different build.
+# that satisfies pyproject's range (a CUDA build); without one it pins torch==$(CPU_TORCH),
+# the version the kit's CPU runs (CI included) are tested with, which pip takes from a local
+# CPU-only wheel where one is configured. PyPI's own Linux wheel of it bundles CUDA; for
+# PyTorch's small CPU-only build add
+#   TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
+# and pin another torch with TORCH_SPEC='torch==2.6.0' (both on the make command line).
 
 PYTHON ?= python3
 VENV ?= .venv
