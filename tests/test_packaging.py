@@ -3,8 +3,12 @@
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (a test dependency there)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
