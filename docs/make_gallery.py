@@ -33,8 +33,10 @@ def repeated_token(seq, head_dim, seed=0):
 
 
 def benchmark_csv():
-    """The newest results.csv under benchmarks/results/, else a small CPU run, else None."""
-    stored = sorted((ROOT / "benchmarks" / "results").glob("**/*.csv"), key=lambda p: p.stat().st_mtime)
+    """The fullest results.csv under benchmarks/results/ (most rows: a full sweep rather than
+    a --quick one; file mtimes mean nothing in a fresh clone), else a small CPU run, else None."""
+    stored = sorted((ROOT / "benchmarks" / "results").glob("**/*.csv"),
+                    key=lambda p: (len(p.read_text().splitlines()), str(p)))
     if stored:
         return stored[-1], ""
     if not (ROOT / "ropekit" / "bench.py").exists():
