@@ -29,10 +29,10 @@ head_dim/2 apart. Trust the large shapes most: at B1 S1024 a call moves only 10 
 of memory traffic, so providers are timed mostly waiting for Python and kernel launches
 (see Time below), which is a different lesson (CUDA graphs, fusion into the next kernel).
 
-In the ReRoPE suite the baseline is SDPA (flash attention) on q and k rotated beforehand,
-i.e. ordinary RoPE attention, the best ReRoPE can hope for. The two-product reference pays
-for two (seq, seq) logit matrices, visible in ``peak_mem_mb``; the fused kernel keeps
-memory O(seq). Lesson 04 explains ReRoPE.
+In the ReRoPE suite the baseline is SDPA (whichever backend torch picks, its fastest) on q
+and k rotated beforehand, i.e. ordinary RoPE attention, the best ReRoPE can hope for. The
+two-product reference pays for two (seq, seq) logit matrices, visible in ``peak_mem_mb``;
+the fused kernel keeps memory O(seq). Lesson 04 explains ReRoPE.
 
 Conventions
 -----------

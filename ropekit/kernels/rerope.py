@@ -47,9 +47,11 @@ evaluating sin and cos for every key tile, and the angles are bit-identical to t
 before the tensor-core dots (as pre-rotated q and k would be); all softmax arithmetic
 and the accumulator are float32.
 
-Speed (H100, B1, 32 heads, d=128, bf16, w=512; benchmarks/gpu_rerope_tune.py): ReRoPE
-runs in 1.1× the time of SDPA flash attention on pre-rotated q and k at seq 8192 (0.8× at
-16384), Leaky ReRoPE in 1.4×, and the two-matrix reference is 45× slower and takes 34 GB.
+Speed (H100, B1, 32 heads, d=128, bf16, w=512; benchmarks/results/h100/rerope_tune.txt):
+ReRoPE runs in 0.97× the time of SDPA forced to FlashAttention-2 on pre-rotated q and k at
+seq 8192 (0.80× at 16384), Leaky ReRoPE in 1.4×, the paper layout in 1.2×; the two-matrix
+reference is 50× slower and takes 34 GB. Against torch's default SDPA backend (faster on
+that machine) the benchmark harness measured 1.93× at 8192 (benchmarks/results/h100/).
 
 Backward: not implemented. Calling ``.backward()`` through the output raises
 NotImplementedError; use :func:`ropekit.attention.rerope_attention` for gradients.
@@ -101,7 +103,8 @@ def _load_pairs(base, rows, row_stride, col_stride, row_mask,
     Half layout: pair p is (p, p + d/2), so the tiles are the two halves of the row,
     each loaded contiguously. Paper layout: pair p is (2p, 2p + 1); the whole row is
     loaded contiguously and split into even and odd features in registers (a stride-2
-    load of each would defeat vectorised and asynchronous copies: 4× slower on an H100).
+    load of each would defeat vectorised and asynchronous copies; an early version that
+    did so was several times slower on an H100, a measurement not kept).
     """
     HALF: tl.constexpr = HEAD_DIM // 2
     if PAPER:

@@ -198,11 +198,13 @@ def _pick_config(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, table,
     Tiles of 4096 elements at 4 warps (32 per thread, 16-byte vectors, no spills). A
     program moves about 16 KB of q and k: one token × all heads of a 32-head model, a
     block of tokens of a smaller one; when heads are the outer dimension in memory, at
-    least 4 tokens, so each head is read in runs of 1 KB or more. Measured on an H100
-    (bf16, 32 + 8 heads, head_dim 128, B4 S8192, versus q.clone(); k.clone()):
-    (batch, seq, heads, head_dim) memory 0.98-1.0x, HF's (batch, heads, seq, head_dim)
-    0.94-0.97x. More warps on the same tile spread it thinner, so each thread holds
-    fewer heads of a token and recomputes cos/sin more often: 0.86x with inv_freq.
+    least 4 tokens, so each head is read in runs of 1 KB or more. With these sizes the
+    committed H100 run (benchmarks/results/h100/; bf16, 32 + 8 heads, head_dim 128,
+    (batch, seq, heads, head_dim) memory) reaches 0.97× (half) and 0.98× (paper) the
+    speed of q.clone(); k.clone() at B4 S8192 and S16384. HF's (batch, heads, seq,
+    head_dim) memory is slower (0.92-0.96× in tuning runs of benchmarks/gpu_rope_tune.py,
+    not committed). More warps on the same tile spread it thinner: each thread holds fewer
+    heads of a token and recomputes cos/sin more often.
     """
     row = 2 * triton.next_power_of_2(rotary_dim // 2)
     bytes_per_token = (q_heads + k_heads) * head_dim * itemsize
