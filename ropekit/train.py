@@ -95,7 +95,7 @@ def validation_loss(model, windows, device, batch=16):
     model.eval()
     total, count = 0.0, 0
     for start in range(0, windows.shape[0], batch):
-        loss, _ = model.token_scores(windows[start : start + batch].to(device), PositionScheme())
+        loss, _ = model.token_scores(windows[start : start + batch].to(device), PositionScheme(), kernels=False)
         total, count = total + loss.double().sum().item(), count + loss.numel()
     model.train()
     return total / count
