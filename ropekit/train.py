@@ -33,8 +33,9 @@ import torch
 from .data import load_corpus, passkey_batch, random_windows, validation_windows
 from .model import ModelConfig, PositionScheme, TinyLlama, load, save
 
+CHECK_WINDOWS = 8  # the card also records the loss on these few windows, cheap to recheck
 PRESETS = {  # --quick is the laptop model; the default is the main model
-    "quick": dict(dim=128, layers=3, heads=4, kv_heads=2, hidden_dim=344, seq_len=128, batch_size=16, steps=600, lr=2e-3),
+    "quick": dict(dim=128, layers=3, heads=4, kv_heads=2, hidden_dim=344, seq_len=128, batch_size=16, steps=500, lr=2e-3),
     "main": dict(dim=256, layers=4, heads=8, kv_heads=2, hidden_dim=688, seq_len=256, batch_size=64, steps=4000, lr=1e-3),
 }
 
@@ -155,6 +156,7 @@ def main(argv=None):
     with open(log_path, "w", newline="") as log_file:
         log = csv.writer(log_file)
         log.writerow(["step", "tokens", "lr", "train_loss", "val_loss", "seconds"])
+        log.writerow([0, 0, "", "", f"{validation_loss(model, windows, device):.5f}", "0.0"])
         for step in range(args.steps):
             lr = learning_rate(step, args)
             for group in optimizer.param_groups:
@@ -182,14 +184,16 @@ def main(argv=None):
     dtype = torch.float16 if args.save_dtype == "float16" else torch.float32
     save(model, args.out, dtype)
     reloaded = load(args.out, device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # the card's numbers in plain float32, as a CPU computes them
     val = validation_loss(reloaded, windows, device)
-    write_card(args, config, model, command, device, steps_done, train_seconds, val)
+    check = validation_loss(reloaded, validation_windows(args.seq_len, CHECK_WINDOWS), device)
+    write_card(args, config, model, command, device, steps_done, train_seconds, val, check)
     print(f"done: {steps_done} steps in {train_seconds:.0f} s, validation loss {val:.4f} nats/byte "
           f"({val / math.log(2):.3f} bits/byte) -> {args.out}", flush=True)
     return val
 
 
-def write_card(args, config, model, command, device, steps, seconds, val):
+def write_card(args, config, model, command, device, steps, seconds, val, check):
     """card.json (what tests read) and README.md (what people read)."""
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     card = {
@@ -210,6 +214,8 @@ def write_card(args, config, model, command, device, steps, seconds, val):
         "validation": {"windows": args.eval_windows, "length": args.seq_len, "scheme": "rope",
                        "definition": "ropekit.data.validation_windows(length, windows); mean TinyLlama.token_scores loss",
                        "loss": round(val, 5)},
+        "check": {"windows": CHECK_WINDOWS, "length": args.seq_len, "loss": round(check, 5),
+                  "definition": "the same on validation_windows(length, 8): what tests recompute on a CPU"},
     }
     (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     c = config
