@@ -26,6 +26,7 @@ FILLER = b"The tide comes in. The tide goes out. Gulls circle over the pier. "
 NEEDLE = b"The pass key is {key}. Keep {key} in mind. "
 QUESTION = b"What is the pass key? The pass key is "
 KEY_DIGITS = 5
+MIN_PASSKEY_LENGTH = len(NEEDLE.replace(b"{key}", b"0" * KEY_DIGITS)) + len(QUESTION) + KEY_DIGITS  # no filler
 
 
 def load_corpus(split: str = "validation", folder=None) -> torch.Tensor:

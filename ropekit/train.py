@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .data import load_corpus, passkey_batch, random_windows, validation_windows
+from .data import MIN_PASSKEY_LENGTH, load_corpus, passkey_batch, random_windows, validation_windows
 from .model import ModelConfig, PositionScheme, TinyLlama, load, save
 
 CHECK_WINDOWS = 8  # the card also records the loss on these few windows, cheap to recheck
@@ -70,6 +70,8 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if not 0 <= args.passkey_fraction <= 1:
         p.error(f"--passkey-fraction must be in [0, 1], got {args.passkey_fraction}")
+    if args.passkey_fraction > 0 and args.seq_len < MIN_PASSKEY_LENGTH:
+        p.error(f"--seq-len must be at least {MIN_PASSKEY_LENGTH} to hold a passkey sequence (or pass --passkey-fraction 0)")
     return args
 
 

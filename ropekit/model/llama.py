@@ -91,7 +91,7 @@ class ModelConfig:
 
 
 class RMSNorm(nn.Module):
-    """y = x / √(mean_i x_i² + ε) ⊙ g (Zhang & Sennrich 2019, eq. 4), computed in float32.
+    """y = x / √(mean_i x_i² + ε) ⊙ g (Zhang & Sennrich 2019, eq. 4), computed in float32 or wider.
 
     x: ``(..., dim)``; returns x's shape and dtype. Lesson 06.
     """
@@ -102,8 +102,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))  # float32 for half inputs, as HF does
+        normed = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * normed.to(x.dtype)
 
 
@@ -409,7 +409,7 @@ class TinyLlama(nn.Module):
         Lesson 02 derives it.
         """
         config = ModelConfig(**{**asdict(self.config), "layout": layout})
-        copy = TinyLlama(config).to(self.lm_head.weight.device)
+        copy = TinyLlama(config).to(self.lm_head.weight.device, self.lm_head.weight.dtype)
         copy.load_state_dict(self.state_dict())
         c = self.config
         for src, dst in zip(self.blocks, copy.blocks):
