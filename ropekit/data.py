@@ -6,8 +6,9 @@
   token id = byte value, vocabulary 256, nothing to download or fit.
 * :func:`random_windows`, :func:`validation_windows`: training batches and the fixed
   evaluation windows that model cards quote.
-* :func:`passkey_tokens`: the passkey-retrieval prompt (Mohtashami & Jaggi 2023, "Landmark
-  Attention", §4.2): a key hidden at a chosen depth in filler text, asked for at the end.
+* :func:`passkey_tokens`, :func:`passkey_batch`: the passkey-retrieval prompt (Mohtashami &
+  Jaggi 2023, "Landmark Attention", §4.2): a key hidden at a chosen depth in filler text,
+  asked for at the end; :func:`passkey_accuracy` scores a model on it.
 
 Lesson 06 evaluates on these; ``python -m ropekit.train`` trains on them.
 """
@@ -109,3 +110,20 @@ def passkey_batch(batch: int, length: int, generator: torch.Generator, depth: fl
     depths = torch.rand(batch, generator=generator).tolist() if depth is None else [depth] * batch
     rows = [passkey_tokens(length, d, k)[0] for d, k in zip(depths, keys)]
     return torch.stack(rows), slice(length - KEY_DIGITS, length)
+
+
+@torch.no_grad()
+def passkey_accuracy(model, length: int, depth: float, scheme=None, n: int = 8, seed: int = 0) -> float:
+    """Share of ``n`` passkey sequences of ``length`` tokens whose key a model retrieves.
+
+    A sequence counts when the model's argmax prediction is right at all 5 digits of the
+    key (teacher-forced, so it equals greedy decoding of the 5 digits). Keys come from a
+    generator seeded with ``seed``; the needle sits at ``depth``. ``model`` is a
+    ``ropekit.model.TinyLlama`` (anything with ``token_scores(tokens, scheme)``); scheme as
+    in its forward. Lesson 06 draws accuracy against length and depth.
+    """
+    tokens, answer = passkey_batch(n, length, torch.Generator().manual_seed(seed), depth=depth)
+    device = next(model.parameters()).device if hasattr(model, "parameters") else "cpu"
+    _, correct = model.token_scores(tokens.to(device), scheme)
+    # correct[:, t] scores the prediction of token t + 1
+    return correct[:, answer.start - 1 : answer.stop - 1].all(dim=1).float().mean().item()

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .data import MIN_PASSKEY_LENGTH, load_corpus, passkey_batch, random_windows, validation_windows
-from .model import ModelConfig, PositionScheme, TinyLlama, load, save
+from .model import SCHEME_NAMES, ModelConfig, PositionScheme, TinyLlama, load, save
 
 CHECK_WINDOWS = 8  # the card also records the loss on these few windows, cheap to recheck
 PRESETS = {  # --quick is the laptop model; the default is the main model
@@ -51,6 +51,12 @@ def parse_args(argv=None):
     p.add_argument("--base", type=float, default=10000.0, help="RoPE base (default 10000)")
     p.add_argument("--layout", choices=("half", "paper"), default="half")
     p.add_argument("--log-n", action="store_true", help="train with log-n query scaling log_L n (Su, kexue.fm 8823)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="fine-tune this checkpoint folder (its sizes are kept; --dim, --layers, ... are ignored)")
+    p.add_argument("--scheme", choices=SCHEME_NAMES, default="rope",
+                   help="position scheme to train with, e.g. pi or yarn for a context-extension fine-tune (default rope)")
+    p.add_argument("--factor", type=float, default=None, help="the scheme's factor (pi, ntk, yarn, llama3, leaky_rerope)")
+    p.add_argument("--window", type=int, default=None, help="the scheme's window (rerope, leaky_rerope)")
     p.add_argument("--passkey-fraction", type=float, default=0.1,
                    help="share of each batch that is a synthetic passkey sequence (default 0.1)")
     p.add_argument("--warmup", type=int, default=100, help="warm-up steps (default 100)")
@@ -70,6 +76,10 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if not 0 <= args.passkey_fraction <= 1:
         p.error(f"--passkey-fraction must be in [0, 1], got {args.passkey_fraction}")
+    try:
+        args.position_scheme = PositionScheme(args.scheme, factor=args.factor, window=args.window)
+    except ValueError as err:
+        p.error(f"--scheme {args.scheme}: {err}")
     if args.passkey_fraction > 0 and args.seq_len < MIN_PASSKEY_LENGTH:
         p.error(f"--seq-len must be at least {MIN_PASSKEY_LENGTH} to hold a passkey sequence (or pass --passkey-fraction 0)")
     return args
@@ -93,12 +103,12 @@ def batch_for_step(train, args, generator):
 
 
 @torch.no_grad()
-def validation_loss(model, windows, device, batch=16):
+def validation_loss(model, windows, device, scheme=None, batch=16):
     """Mean next-token loss (nats) over every position of the validation windows."""
     model.eval()
     total, count = 0.0, 0
     for start in range(0, windows.shape[0], batch):
-        loss, _ = model.token_scores(windows[start : start + batch].to(device), PositionScheme(), kernels=False)
+        loss, _ = model.token_scores(windows[start : start + batch].to(device), scheme, kernels=False)
         total, count = total + loss.double().sum().item(), count + loss.numel()
     model.train()
     return total / count
@@ -138,10 +148,15 @@ def main(argv=None):
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed)
-    config = ModelConfig(dim=args.dim, n_layers=args.layers, n_heads=args.heads, n_kv_heads=args.kv_heads,
-                         hidden_dim=args.hidden_dim, rope_base=args.base, layout=args.layout,
-                         train_length=args.seq_len, log_n_trained=args.log_n)
-    model = TinyLlama(config).to(device)
+    if args.init is not None:  # fine-tune: the checkpoint's sizes and training length L stay
+        model = load(args.init, device).train()
+        config = model.config
+    else:
+        config = ModelConfig(dim=args.dim, n_layers=args.layers, n_heads=args.heads, n_kv_heads=args.kv_heads,
+                             hidden_dim=args.hidden_dim, rope_base=args.base, layout=args.layout,
+                             train_length=args.seq_len, log_n_trained=args.log_n)
+        model = TinyLlama(config).to(device)
+    scheme = args.position_scheme
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -158,13 +173,13 @@ def main(argv=None):
     with open(log_path, "w", newline="") as log_file:
         log = csv.writer(log_file)
         log.writerow(["step", "tokens", "lr", "train_loss", "val_loss", "seconds"])
-        log.writerow([0, 0, "", "", f"{validation_loss(model, windows, device):.5f}", "0.0"])
+        log.writerow([0, 0, "", "", f"{validation_loss(model, windows, device, scheme):.5f}", "0.0"])
         for step in range(args.steps):
             lr = learning_rate(step, args)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             tokens = batch_for_step(train, args, generator).to(device)
-            loss, _ = model.token_scores(tokens, PositionScheme(), kernels=False)
+            loss, _ = model.token_scores(tokens, scheme, kernels=False)
             loss = loss.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -172,7 +187,7 @@ def main(argv=None):
             optimizer.step()
             last = step + 1 == args.steps
             timed_out = args.time_limit is not None and time.perf_counter() - start > 60 * args.time_limit
-            val = validation_loss(model, windows, device) if (step + 1) % args.eval_every == 0 or last or timed_out else None
+            val = validation_loss(model, windows, device, scheme) if (step + 1) % args.eval_every == 0 or last or timed_out else None
             seconds = time.perf_counter() - start
             log.writerow([step + 1, (step + 1) * args.batch_size * args.seq_len, f"{lr:.6g}", f"{loss.item():.5f}",
                           "" if val is None else f"{val:.5f}", f"{seconds:.1f}"])
@@ -187,15 +202,15 @@ def main(argv=None):
     save(model, args.out, dtype)
     reloaded = load(args.out, device)
     torch.backends.cuda.matmul.allow_tf32 = False  # the card's numbers in plain float32, as a CPU computes them
-    val = validation_loss(reloaded, windows, device)
-    check = validation_loss(reloaded, validation_windows(args.seq_len, CHECK_WINDOWS), device)
-    write_card(args, config, model, command, device, steps_done, train_seconds, val, check)
+    val = validation_loss(reloaded, windows, device, scheme)
+    check = validation_loss(reloaded, validation_windows(args.seq_len, CHECK_WINDOWS), device, scheme)
+    write_card(args, config, model, command, device, steps_done, train_seconds, val, check, scheme)
     print(f"done: {steps_done} steps in {train_seconds:.0f} s, validation loss {val:.4f} nats/byte "
           f"({val / math.log(2):.3f} bits/byte) -> {args.out}", flush=True)
     return val
 
 
-def write_card(args, config, model, command, device, steps, seconds, val, check):
+def write_card(args, config, model, command, device, steps, seconds, val, check, scheme):
     """card.json (what tests read) and README.md (what people read)."""
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     card = {
@@ -213,8 +228,11 @@ def write_card(args, config, model, command, device, steps, seconds, val, check)
         "device": device_name, "torch": torch.__version__, "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "train_seconds": round(seconds, 1),
-        "validation": {"windows": args.eval_windows, "length": args.seq_len, "scheme": "rope",
-                       "definition": "ropekit.data.validation_windows(length, windows); mean TinyLlama.token_scores loss",
+        "init": None if args.init is None else str(args.init),
+        "scheme": {"name": args.scheme, "factor": args.factor, "window": args.window},
+        "validation": {"windows": args.eval_windows, "length": args.seq_len,
+                       "definition": "ropekit.data.validation_windows(length, windows); mean TinyLlama.token_scores "
+                                     "loss under the card's scheme",
                        "loss": round(val, 5)},
         "check": {"windows": CHECK_WINDOWS, "length": args.seq_len, "loss": round(check, 5),
                   "definition": "the same on validation_windows(length, 8): what tests recompute on a CPU"},
@@ -227,7 +245,9 @@ def write_card(args, config, model, command, device, steps, seconds, val, check)
         f"A {model.num_parameters() / 1e6:.2f} M-parameter LLaMA-style byte-level model ({c.n_layers} layers, dim {c.dim}, "
         f"{c.n_heads} query heads / {c.n_kv_heads} key-value heads of {c.head_dim}, SwiGLU {c.hidden_dim}), RoPE base "
         f"{c.rope_base:g}, {c.layout} layout, trained at L = {c.train_length} tokens"
-        + (" with log-n query scaling" if c.log_n_trained else "") + ".",
+        + (" with log-n query scaling" if c.log_n_trained else "") + "."
+        + ("" if args.init is None else f" Fine-tuned from `{args.init}` at {args.seq_len} tokens.")
+        + ("" if args.scheme == "rope" else f" Trained with the position scheme {scheme}: evaluate it with the same."),
         "",
         "| | |", "| --- | --- |",
         f"| data | {card['data']} |",
@@ -239,7 +259,7 @@ def write_card(args, config, model, command, device, steps, seconds, val, check)
         f"| date | {card['date']} |",
         f"| training time | {seconds:.0f} s |",
         f"| saved as | {args.save_dtype} (`ropekit.model.load` gives float32) |",
-        f"| final validation loss | **{val:.4f} nats/byte** ({val / math.log(2):.3f} bits/byte) at L = {args.seq_len}, plain RoPE, "
+        f"| final validation loss | **{val:.4f} nats/byte** ({val / math.log(2):.3f} bits/byte) at {args.seq_len} tokens, scheme {args.scheme}, "
         f"on `validation_windows({args.seq_len}, {args.eval_windows})` of the saved weights |",
         "",
         "`train_log.csv` holds the loss curve. Load with `ropekit.model.load(folder)`.",

@@ -7,6 +7,7 @@ from ropekit.data import (
     FILLER,
     QUESTION,
     load_corpus,
+    passkey_accuracy,
     passkey_batch,
     passkey_tokens,
     random_windows,
@@ -68,3 +69,21 @@ def test_bad_passkey_arguments_are_refused():
         passkey_tokens(20, 0.5, 12345)
     with pytest.raises(ValueError, match="split must be"):
         load_corpus("test")
+
+
+class _Oracle:
+    """Predicts every token right, except (optionally) the key's last digit of odd rows."""
+
+    def __init__(self, miss_last_digit=False):
+        self.miss = miss_last_digit
+
+    def token_scores(self, tokens, scheme=None):
+        correct = torch.ones(tokens.shape[0], tokens.shape[1] - 1, dtype=torch.bool)
+        if self.miss:
+            correct[1::2, -1] = False
+        return torch.zeros(correct.shape), correct
+
+
+def test_passkey_accuracy_counts_a_row_only_when_every_digit_is_right():
+    assert passkey_accuracy(_Oracle(), 150, 0.3, n=4) == 1.0
+    assert passkey_accuracy(_Oracle(miss_last_digit=True), 150, 0.3, n=4) == 0.5

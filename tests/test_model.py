@@ -361,6 +361,6 @@ def test_committed_checkpoint_reproduces_its_recorded_validation_loss(folder):
     check = card["check"]
     windows = validation_windows(check["length"], check["windows"])
     with torch.no_grad():
-        loss, _ = model.token_scores(windows, PositionScheme())
+        loss, _ = model.token_scores(windows, PositionScheme(**card["scheme"]))
     assert abs(loss.double().mean().item() - check["loss"]) < 1e-3
     assert card["validation"]["loss"] < 3.0, "a trained model predicts bytes far better than chance (ln 256 = 5.55)"

@@ -69,3 +69,16 @@ def test_a_sequence_too_short_for_the_passkey_task_is_refused(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--out", "x", "--seq-len", "32"])
     assert "--seq-len must be at least" in capsys.readouterr().err
+
+
+def test_fine_tuning_a_checkpoint_with_pi_at_twice_its_length(run, tmp_path):
+    out, _ = run
+    main(["--init", str(out), "--scheme", "pi", "--factor", "2", "--seq-len", "192", "--steps", "4", "--batch-size", "4",
+          "--eval-every", "2", "--eval-windows", "2", "--warmup", "1", "--lr", "1e-3", "--threads", "1", "--out", str(tmp_path)])
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["init"] == str(out) and card["scheme"] == {"name": "pi", "factor": 2.0, "window": None}
+    assert card["config"]["train_length"] == 96 and card["seq_len"] == 192  # L stays the pre-training length
+    model = load(tmp_path)
+    with torch.no_grad():
+        loss, _ = model.token_scores(validation_windows(192, card["check"]["windows"]), PositionScheme("pi", factor=2))
+    assert abs(loss.double().mean().item() - card["check"]["loss"]) < 1e-4
