@@ -120,13 +120,10 @@ def _direct_attention(q, k, v, scheme, config):
         q = q * (n.log() / math.log(L))[:, None, None]
     elif scheme.log_n and not scheme.is_rerope:
         q = q * (n.log() / math.log(L)).clamp(min=1)[:, None, None]
-    bhsd = [t.transpose(1, 2) for t in (q, k, v)]
     if scheme.is_rerope:
-        out = ropekit.rerope_attention(*bhsd, inv_freq, scheme.window, leaky_factor=scheme.leaky_factor,
-                                       log_n_train_length=L if scheme.log_n else None, layout=config.layout)
-    else:
-        out = ropekit.rope_attention(*bhsd, inv_freq, attention_factor=att, layout=config.layout)
-    return out.transpose(1, 2)
+        return ropekit.rerope_attention(q, k, v, inv_freq, scheme.window, leaky_factor=scheme.leaky_factor,
+                                        log_n_train_length=L if scheme.log_n else None, layout=config.layout)
+    return ropekit.rope_attention(q, k, v, inv_freq, attention_factor=att, layout=config.layout)
 
 
 @pytest.mark.parametrize("name", SCHEMES)

@@ -3,7 +3,7 @@
 Given unrotated q, k, v of the new tokens, :func:`attend` picks the library function the
 scheme needs and nothing else: every rotation, frequency and ReRoPE merge is ropekit's
 (``rope_attention``, ``rerope_attention``, ``rope_decode_step``, ``rerope_decode_step``,
-``apply_rope`` + ``rope_cos_sin`` for cached keys; ``kernels.apply_rope_qk`` and
+``ropekit.attention.rotate`` for cached keys; ``kernels.apply_rope_qk`` and
 ``kernels.rerope_attention`` on the Triton path). Log-n query scaling multiplies q by
 ``ropekit.attention.log_n_scale`` (the model's training form, or the clamped test-time form
 that ``rerope_attention`` also applies itself). Lesson 06.
@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .. import apply_rope, rerope_attention, rerope_decode_step, rope_attention, rope_cos_sin, rope_decode_step
-from ..attention import log_n_scale
+from ..attention import log_n_scale, rerope_attention, rope_attention, rotate
+from ..decode import rerope_decode_step, rope_decode_step
 from .cache import KVCache
 from .schemes import PositionScheme
-
 
 
 @dataclass
@@ -74,35 +73,27 @@ def attend(q, k, v, pos: Positions, layer: int = 0, cache: KVCache | None = None
             if pos.kernels:
                 from ..kernels import rerope_attention as fused_rerope
 
-                return _from_lib(fused_rerope(*_to_lib(q, k, v), pos.inv_freq, scheme.window, causal=True, **rerope_args))
-            return _from_lib(rerope_attention(*_to_lib(q, k, v), pos.inv_freq, scheme.window, causal=True, **rerope_args))
+                return fused_rerope(q, k, v, pos.inv_freq, scheme.window, causal=True, **rerope_args)
+            return rerope_attention(q, k, v, pos.inv_freq, scheme.window, causal=True, **rerope_args)
         if pos.kernels:
             from ..kernels import apply_rope_qk
 
             q, k = apply_rope_qk(q, k, layout=pos.layout, inv_freq=pos.inv_freq, attention_factor=pos.attention_factor)
             return _sdpa_causal(q, k, v)
-        return _from_lib(
-            rope_attention(*_to_lib(q, k, v), pos.inv_freq, causal=True, attention_factor=pos.attention_factor, layout=pos.layout)
-        )
+        return rope_attention(q, k, v, pos.inv_freq, causal=True, attention_factor=pos.attention_factor, layout=pos.layout)
 
     if cache.rotated:  # keys join the cache rotated at their positions
-        k_all, v_all = cache.append(layer, _rotate(k, positions, pos), v)
-        return _from_lib(rope_decode_step(*_to_lib(q, k_all, v_all), pos.offset, pos.inv_freq, pos.attention_factor, pos.layout))
+        k_all, v_all = cache.append(layer, rotate(k, positions, pos.inv_freq, pos.layout, pos.attention_factor), v)
+        return rope_decode_step(q, k_all, v_all, pos.offset, pos.inv_freq, pos.attention_factor, pos.layout)
     k_all, v_all = cache.append(layer, k, v)  # ReRoPE: unrotated
     if pos.offset == 0:  # a prefill from scratch is the full forward
-        return _from_lib(rerope_attention(*_to_lib(q, k, v), pos.inv_freq, scheme.window, causal=True, **rerope_args))
+        return rerope_attention(q, k, v, pos.inv_freq, scheme.window, causal=True, **rerope_args)
     outs = []
     for t in range(new):  # one query at a time against the unrotated keys before it
         end = pos.offset + t + 1
-        q_t, k_t, v_t = _to_lib(q[:, t : t + 1], k_all[:, :end], v_all[:, :end])
-        outs.append(_from_lib(rerope_decode_step(q_t, k_t, v_t, end - 1, pos.inv_freq, scheme.window, **rerope_args)))
+        q_t, k_t, v_t = q[:, t : t + 1], k_all[:, :end], v_all[:, :end]
+        outs.append(rerope_decode_step(q_t, k_t, v_t, end - 1, pos.inv_freq, scheme.window, **rerope_args))
     return torch.cat(outs, dim=1)
-
-
-def _rotate(x, positions, pos: Positions):
-    """R_p x for x ``(batch, seq, heads, head_dim)``: ``apply_rope`` with a heads axis."""
-    cos, sin = rope_cos_sin(positions, pos.inv_freq.to(x.device), pos.attention_factor)
-    return apply_rope(x, cos[:, None], sin[:, None], pos.layout)
 
 
 def _sdpa_causal(q, k, v):
@@ -111,13 +102,3 @@ def _sdpa_causal(q, k, v):
     k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
     return out.transpose(1, 2)
-
-
-# ropekit.attention still takes (batch, heads, seq, head_dim) until the "One tensor order"
-# change reaches this branch; these two adapters are the only place that knows.
-def _to_lib(*tensors):
-    return tuple(t.transpose(1, 2) for t in tensors)
-
-
-def _from_lib(t):
-    return t.transpose(1, 2)
