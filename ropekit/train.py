@@ -212,7 +212,7 @@ def main(argv=None):
 
 def write_card(args, config, model, command, device, steps, seconds, val, check, scheme):
     """card.json (what tests read) and README.md (what people read)."""
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''})"
     card = {
         "model": "ropekit.model.TinyLlama",
         "config": asdict(config),
