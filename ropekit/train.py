@@ -166,8 +166,8 @@ def main(argv=None):
     generator = torch.Generator().manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "train_log.csv"
-    print(f"{model.num_parameters():,} parameters on {device}; {args.steps} steps of {args.batch_size} x {args.seq_len} tokens",
-          flush=True)
+    print(f"{model.num_parameters():,} parameters on {device}; {args.steps} steps of "
+          f"{args.batch_size} x {args.seq_len} tokens", flush=True)
 
     progress, start, step = Progress(args.steps), time.perf_counter(), 0
     with open(log_path, "w", newline="") as log_file:
@@ -187,7 +187,8 @@ def main(argv=None):
             optimizer.step()
             last = step + 1 == args.steps
             timed_out = args.time_limit is not None and time.perf_counter() - start > 60 * args.time_limit
-            val = validation_loss(model, windows, device, scheme) if (step + 1) % args.eval_every == 0 or last or timed_out else None
+            evaluate = (step + 1) % args.eval_every == 0 or last or timed_out
+            val = validation_loss(model, windows, device, scheme) if evaluate else None
             seconds = time.perf_counter() - start
             log.writerow([step + 1, (step + 1) * args.batch_size * args.seq_len, f"{lr:.6g}", f"{loss.item():.5f}",
                           "" if val is None else f"{val:.5f}", f"{seconds:.1f}"])
@@ -212,7 +213,9 @@ def main(argv=None):
 
 def write_card(args, config, model, command, device, steps, seconds, val, check, scheme):
     """card.json (what tests read) and README.md (what people read)."""
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''})"
+    threads = torch.get_num_threads()
+    cpu = f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     card = {
         "model": "ropekit.model.TinyLlama",
         "config": asdict(config),
@@ -252,14 +255,17 @@ def write_card(args, config, model, command, device, steps, seconds, val, check,
         "| | |", "| --- | --- |",
         f"| data | {card['data']} |",
         f"| tokenisation | {card['tokenisation']} |",
-        f"| steps | {steps} of {args.steps} requested, batch {args.batch_size} x {args.seq_len} tokens ({card['tokens_seen']:,} tokens) |",
-        f"| optimiser | AdamW, peak lr {args.lr:g}, warm-up {args.warmup}, cosine to lr/10, weight decay {args.weight_decay}, clip 1.0, seed {args.seed} |",
+        f"| steps | {steps} of {args.steps} requested, batch {args.batch_size} x {args.seq_len} tokens "
+        f"({card['tokens_seen']:,} tokens) |",
+        f"| optimiser | AdamW, peak lr {args.lr:g}, warm-up {args.warmup}, cosine to lr/10, "
+        f"weight decay {args.weight_decay}, clip 1.0, seed {args.seed} |",
         f"| command | `{command}` |",
         f"| device | {device_name}; torch {torch.__version__}, Python {platform.python_version()} |",
         f"| date | {card['date']} |",
         f"| training time | {seconds:.0f} s |",
         f"| saved as | {args.save_dtype} (`ropekit.model.load` gives float32) |",
-        f"| final validation loss | **{val:.4f} nats/byte** ({val / math.log(2):.3f} bits/byte) at {args.seq_len} tokens, scheme {args.scheme}, "
+        f"| final validation loss | **{val:.4f} nats/byte** ({val / math.log(2):.3f} bits/byte) "
+        f"at {args.seq_len} tokens, scheme {args.scheme}, "
         f"on `validation_windows({args.seq_len}, {args.eval_windows})` of the saved weights |",
         "",
         "`train_log.csv` holds the loss curve. Load with `ropekit.model.load(folder)`.",

@@ -74,7 +74,8 @@ def read_safetensors(path) -> dict:
         if entry["dtype"] not in _DTYPES:
             raise ValueError(f"{path}: tensor {name} has dtype {entry['dtype']}, expected one of {list(_DTYPES)}")
         begin, end = entry["data_offsets"]
-        flat = torch.frombuffer(bytearray(data[begin:end]), dtype=torch.uint8) if end > begin else torch.empty(0, dtype=torch.uint8)
+        chunk = bytearray(data[begin:end])
+        flat = torch.frombuffer(chunk, dtype=torch.uint8) if chunk else torch.empty(0, dtype=torch.uint8)
         tensors[name] = flat.view(_DTYPES[entry["dtype"]]).reshape(entry["shape"])
     return tensors
 
@@ -145,7 +146,9 @@ def export_hf(model: TinyLlama, folder):
     """
     c = model.config
     if c.rotary_dim != c.head_dim:
-        raise ValueError(f"LlamaForCausalLM rotates every feature: rotary_dim ({c.rotary_dim}) must equal head_dim ({c.head_dim})")
+        raise ValueError(
+            f"LlamaForCausalLM rotates every feature: rotary_dim ({c.rotary_dim}) must equal head_dim ({c.head_dim})"
+        )
     if c.log_n_trained:
         raise ValueError("LlamaForCausalLM has no log-n query scaling: a model trained with it cannot be exported")
     if c.layout != "half":
@@ -190,7 +193,8 @@ def load_hf(folder, device="cpu") -> TinyLlama:
 
 def hf_names(config: ModelConfig) -> dict:
     """ropekit parameter name -> Hugging Face LLaMA parameter name, for every parameter."""
-    names = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight", "lm_head.weight": "lm_head.weight"}
+    names = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+             "lm_head.weight": "lm_head.weight"}
     for i in range(config.n_layers):
         ours, theirs = f"blocks.{i}.", f"model.layers.{i}."
         names[ours + "attn_norm.weight"] = theirs + "input_layernorm.weight"

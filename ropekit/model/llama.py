@@ -221,10 +221,13 @@ class TinyLlama(nn.Module):
             ``(batch, seq, vocab_size)`` float32 logits.
         """
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point:
-            raise ValueError(f"tokens must be an integer tensor of shape (batch, seq), got {getattr(tokens, 'shape', tokens)!r}")
+            got = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+            raise ValueError(f"tokens must be an integer tensor of shape (batch, seq), got {got}")
         if cache is not None:
             if scheme is not None and as_scheme(scheme) != cache.scheme:
-                raise ValueError(f"scheme {scheme!r} differs from the cache's {cache.scheme!r}; pass scheme=None with a cache")
+                raise ValueError(
+                    f"scheme {scheme!r} differs from the cache's {cache.scheme!r}; pass scheme=None with a cache"
+                )
             scheme, offset, kernels = cache.scheme, cache.length, False
         else:
             scheme, offset = as_scheme(scheme), 0
@@ -241,9 +244,12 @@ class TinyLlama(nn.Module):
         """Resolve ``scheme`` for tokens offset .. offset + new − 1 (see :class:`Positions`)."""
         c = self.config
         if kernels and c.rotary_dim != c.head_dim and scheme.is_rerope:
-            raise ValueError("kernels=True runs the fused ReRoPE kernel, which rotates every feature: rotary_dim must equal head_dim")
+            raise ValueError(
+                "kernels=True runs the fused ReRoPE kernel, which rotates every feature: rotary_dim must equal head_dim"
+            )
         inv_freq, attention_factor = scheme.frequencies(c.rotary_dim, c.rope_base, c.train_length, offset + new)
-        return Positions(scheme, inv_freq.to(device), attention_factor, c.layout, c.train_length, self._log_n_mode(scheme), offset, kernels)
+        log_n = self._log_n_mode(scheme)
+        return Positions(scheme, inv_freq.to(device), attention_factor, c.layout, c.train_length, log_n, offset, kernels)
 
     def _log_n_mode(self, scheme):
         if self.config.log_n_trained:

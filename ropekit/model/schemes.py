@@ -88,7 +88,9 @@ class PositionScheme:
             raise ValueError(f"window is used only by 'rerope' and 'leaky_rerope', not by {self.name!r}")
         if not isinstance(self.log_n, bool):
             raise ValueError(f"log_n must be True or False, got {self.log_n!r}")
-        if self.base is not None and (isinstance(self.base, bool) or not isinstance(self.base, (int, float)) or not self.base > 1):
+        if self.base is not None and (
+            isinstance(self.base, bool) or not isinstance(self.base, (int, float)) or not self.base > 1
+        ):
             raise ValueError(f"base must be a number > 1 or None (the model's own), got {self.base!r}")
         unknown = set(self.options) - set(_OPTIONS.get(self.name, ()))
         if unknown:
