@@ -211,6 +211,12 @@ def main(argv=None):
     return val
 
 
+def describe(scheme):
+    """``pi, factor=4`` for PositionScheme("pi", factor=4): the scheme as the card names it."""
+    parts = [scheme.name] + [f"{k}={getattr(scheme, k):g}" for k in ("factor", "window") if getattr(scheme, k) is not None]
+    return ", ".join(parts)
+
+
 def write_card(args, config, model, command, device, steps, seconds, val, check, scheme):
     """card.json (what tests read) and README.md (what people read)."""
     threads = torch.get_num_threads()
@@ -250,7 +256,7 @@ def write_card(args, config, model, command, device, steps, seconds, val, check,
         f"{c.rope_base:g}, {c.layout} layout, trained at L = {c.train_length} tokens"
         + (" with log-n query scaling" if c.log_n_trained else "") + "."
         + ("" if args.init is None else f" Fine-tuned from `{args.init}` at {args.seq_len} tokens.")
-        + ("" if args.scheme == "rope" else f" Trained with the position scheme {scheme}: evaluate it with the same."),
+        + ("" if args.scheme == "rope" else f" Trained with the position scheme `{describe(scheme)}`: evaluate it with the same."),
         "",
         "| | |", "| --- | --- |",
         f"| data | {card['data']} |",
