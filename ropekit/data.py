@@ -72,7 +72,7 @@ def passkey_tokens(length: int, depth: float, key: int):
     """One passkey-retrieval sequence of exactly ``length`` byte tokens.
 
     Layout: filler sentences, with ``NEEDLE`` (holding the 5-digit key) inserted at the
-    last sentence start at or below ``depth`` · (filler length), then ``QUESTION`` and the
+    sentence boundary nearest below ``depth`` · (filler length), then ``QUESTION`` and the
     key's digits as the last 5 tokens. A model has found the key when it predicts those 5
     digits (teacher-forced argmax, equivalently greedy decoding).
 
@@ -95,8 +95,7 @@ def passkey_tokens(length: int, depth: float, key: int):
         raise ValueError(f"length must be at least {length - n_filler} to hold the needle, question and key, got {length}")
     filler = (FILLER * (n_filler // len(FILLER) + 1))[:n_filler]
     cut = int(depth * n_filler)
-    previous_stop = filler.rfind(b". ", 0, cut)
-    cut = 0 if previous_stop < 0 else previous_stop + 2  # back to the start of a sentence
+    cut -= cut % len(FILLER)  # back to a sentence-group boundary
     text = filler[:cut] + needle + filler[cut:] + QUESTION + digits
     tokens = torch.tensor(list(text), dtype=torch.long)
     return tokens, slice(length - KEY_DIGITS, length)

@@ -48,8 +48,7 @@ def test_passkey_holds_the_key_at_its_depth_and_asks_for_it_last(length, depth):
     assert text[: answer.start].endswith(QUESTION)
     needle = text.index(b"The pass key is 48213.")
     filler = length - len(QUESTION) - 5 - len(b"The pass key is 48213. Keep 48213 in mind. ")
-    assert depth * filler - 30 <= needle <= depth * filler  # sentences are at most 30 bytes
-    assert needle == 0 or text[needle - 2 : needle] == b". "
+    assert abs(needle - depth * filler) <= len(FILLER)
     assert text.count(b"48213") == 3
 
 
