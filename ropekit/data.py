@@ -72,7 +72,8 @@ def passkey_tokens(length: int, depth: float, key: int):
     """One passkey-retrieval sequence of exactly ``length`` byte tokens.
 
     Layout: filler sentences, with ``NEEDLE`` (holding the 5-digit key) inserted at the
-    sentence boundary nearest below ``depth`` · (filler length), then ``QUESTION`` and the
+    start of the filler group (``FILLER``, 66 bytes) at or below ``depth`` · (filler
+    length), so depths less than 66 tokens apart can give one sequence; then ``QUESTION`` and the
     key's digits as the last 5 tokens. A model has found the key when it predicts those 5
     digits (teacher-forced argmax, equivalently greedy decoding).
 
@@ -95,7 +96,7 @@ def passkey_tokens(length: int, depth: float, key: int):
         raise ValueError(f"length must be at least {length - n_filler} to hold the needle, question and key, got {length}")
     filler = (FILLER * (n_filler // len(FILLER) + 1))[:n_filler]
     cut = int(depth * n_filler)
-    cut -= cut % len(FILLER)  # back to a sentence-group boundary
+    cut -= cut % len(FILLER)  # back to the start of a filler group (what the checkpoints trained on)
     text = filler[:cut] + needle + filler[cut:] + QUESTION + digits
     tokens = torch.tensor(list(text), dtype=torch.long)
     return tokens, slice(length - KEY_DIGITS, length)
