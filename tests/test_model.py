@@ -361,3 +361,13 @@ def test_committed_checkpoint_reproduces_its_recorded_validation_loss(folder):
         loss, _ = model.token_scores(windows, PositionScheme(**card["scheme"]))
     assert abs(loss.double().mean().item() - check["loss"]) < 1e-3
     assert card["validation"]["loss"] < 3.0, "a trained model predicts bytes far better than chance (ln 256 = 5.55)"
+
+
+def test_the_model_imports_without_triton_transformers_or_safetensors():
+    import subprocess
+    import sys
+
+    code = ("import sys, ropekit.model, ropekit.data, ropekit.train; "
+            "print(sorted(m for m in ('triton', 'transformers', 'safetensors', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
