@@ -5,6 +5,7 @@ the timings (GB/s, speed vs the baseline) and the schema are checked.
 """
 
 import csv
+import math
 import importlib
 import json
 
@@ -174,13 +175,13 @@ def test_copy_provider_copies_values_and_gradients():
 def test_unavailable_explains_why():
     assert bench.unavailable("torch_eager", "cpu") is None
     assert "needs a CUDA GPU" in bench.unavailable("liger", "cpu")
-    assert bench._failure(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")) == "out of memory"
-    assert bench._failure(ValueError("bad\nthing")) == "ValueError: bad thing"
+    assert bench.report.failure_reason(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")) == "out of memory"
+    assert bench.report.failure_reason(ValueError("bad\nthing")) == "ValueError: bad thing"
 
 
 def test_progress_falls_back_to_plain_prints(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)  # import fails
-    progress = bench._Progress(2, "rope")
+    progress = bench.report.Progress(2, "rope")
     progress.start("B1 S16 copy")
     progress.done()
     assert "[rope 1/2] B1 S16 copy" in capsys.readouterr().out
@@ -194,12 +195,12 @@ def test_rerope_adapters_agree_with_the_reference(device):
     # With the window covering every distance, ReRoPE is plain RoPE attention: SDPA on
     # rotated q and k must give the reference's output.
     wide = attention.rerope_attention(q, k, v, inv_freq, window=12)
-    torch.testing.assert_close(bench._rerope_fn("sdpa_rope", q, k, v, inv_freq, 12)(), wide, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(bench._rerope_fn("reference", q, k, v, inv_freq, 12)(), wide)
+    torch.testing.assert_close(bench.rerope_call("sdpa_rope", q, k, v, inv_freq, 12)(), wide, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bench.rerope_call("reference", q, k, v, inv_freq, 12)(), wide)
     narrow = attention.rerope_attention(q, k, v, inv_freq, window=4)
     assert not torch.allclose(narrow, wide, atol=1e-3)  # the window matters at this size
     pytest.importorskip("ropekit.kernels.rerope")
-    fused = bench._rerope_fn("ropekit_fused", q, k, v, inv_freq, 4)()
+    fused = bench.rerope_call("ropekit_fused", q, k, v, inv_freq, 4)()
     torch.testing.assert_close(fused, narrow, atol=2e-3, rtol=2e-3)
 
 
@@ -207,7 +208,7 @@ def test_kernel_providers_run_end_to_end_when_available(monkeypatch, device):
     """The Triton providers' path through the harness (check, three passes, baseline),
     under the interpreter on CPU: the timings are meaningless, the plumbing is not."""
     pytest.importorskip("ropekit.kernels.rerope")
-    monkeypatch.setattr(bench, "unavailable", lambda provider, device: None)
+    monkeypatch.setattr(bench.suites, "unavailable", lambda provider, device: None)
     rows = bench.run_rerope_suite([(1, 16)], 2, 32, torch.float32, 4, ["sdpa_rope", "reference", "ropekit_fused"],
                                   device, reps=1, warmup=0)
     assert [r["status"] for r in rows] == ["ok"] * 3, rows
@@ -220,3 +221,79 @@ def test_kernel_providers_run_end_to_end_when_available(monkeypatch, device):
                                 reps=1, warmup=0)
     assert [(r["provider"], r["layout"], r["status"]) for r in rows] == (
         [("copy", "", "ok")] * 3 + [("ropekit", "half", "ok")] * 3 + [("ropekit", "paper", "ok")] * 3), rows
+
+
+# --- the package: one schema, one reader, the timing the tuning scripts share ----------------
+
+
+def test_read_results_types_every_column_and_round_trips_write_csv(tmp_path):
+    row = bench.results.new_row("rope", "torch_eager", "half", "bwd", 2, 64, 4, 2, 16, torch.bfloat16)
+    bench.results.fill_timing(row, 50.0, 6144, None)
+    skipped = bench.results.new_row("rerope", "ropekit_fused", "half", "fwd", 1, 32, 4, 4, 16, torch.float32, window=8)
+    skipped["status"] = "skipped: needs a CUDA GPU"
+    bench.write_csv([row, skipped], tmp_path / "results.csv")
+    header, _ = _read(tmp_path / "results.csv")
+    assert header == SCHEMA == list(bench.COLUMNS)  # nothing from LATER_COLUMNS until rows carry it
+    ok, skip = bench.read_results(tmp_path / "results.csv")
+    assert (ok["batch"], ok["seq"], ok["pass"], ok["dtype"], ok["window"]) == (2, 64, "bwd", "bf16", None)
+    assert ok["time_us"] == 50.0 and ok["gbps"] == pytest.approx(6144 / 50e-6 / 1e9)
+    assert all(math.isnan(ok[c]) for c in ("speed_vs_baseline", "peak_mem_mb", "gpu_us", "host_us"))
+    assert skip["window"] == 8 and math.isnan(skip["time_us"]) and skip["status"].startswith("skipped")
+    # rows that carry a later column (issue 14's host time) get it written and read back
+    row["host_us"] = 12.5
+    bench.write_csv([row], tmp_path / "later.csv")
+    assert _read(tmp_path / "later.csv")[0] == SCHEMA + ["host_us"]
+    assert bench.read_results(str(tmp_path / "later.csv"))[0]["host_us"] == 12.5
+    assert set(bench.LATER_COLUMNS) == {"gpu_us", "host_us"} and not set(bench.LATER_COLUMNS) & set(bench.SCHEMA)
+
+
+def test_read_results_reads_the_committed_gpu_runs():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "results").glob("*/results.csv")):
+        rows = bench.read_results(path)
+        with open(path, newline="") as f:
+            raw = list(csv.DictReader(f))
+        assert len(rows) == len(raw) > 0
+        for typed, text in zip(rows, raw):
+            assert typed["seq"] == int(text["seq"]) and typed["provider"] == text["provider"]
+            if text["time_us"]:
+                assert typed["time_us"] == float(text["time_us"])
+
+
+def test_read_results_rejects_bad_data():
+    with pytest.raises(ValueError, match="lacks the column"):
+        bench.read_results([{"suite": "rope"}])
+    with pytest.raises(TypeError, match="data must be"):
+        bench.read_results(3.5)
+    good = dict.fromkeys(bench.COLUMNS, "")
+    with pytest.raises(ValueError, match="'seq'"):
+        bench.read_results([dict(good, seq="long")])
+
+
+def test_percentiles_interpolate_like_numpy():
+    np = pytest.importorskip("numpy")
+    samples = [5.0, 1.0, 4.0, 2.0, 10.0, 3.0]
+    got = bench.percentiles(samples, 0.5, 0.2, 0.8, 0.0, 1.0)
+    assert got == pytest.approx(list(np.percentile(samples, [50, 20, 80, 0, 100])))
+    with pytest.raises(ValueError):
+        bench.percentiles([], 0.5)
+    with pytest.raises(ValueError):
+        bench.percentiles([1.0], 50)
+
+
+def test_timing_calls_the_function_the_stated_number_of_times():
+    calls = []
+    samples = bench.time_samples(lambda: calls.append(1), "cpu", reps=7, warmup=3)
+    assert len(samples) == 7 and len(calls) == 10 and all(t >= 0 for t in samples)
+    calls.clear()
+    per_call = bench.host_us_per_call(lambda: calls.append(1), "cpu", calls=20, repeats=3, warmup=5)
+    assert len(calls) == 5 + 20 * 3 and per_call >= 0
+
+
+def test_python_dash_m_runs_the_command_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ropekit.bench", "--help"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("usage: python -m ropekit.bench") and "--quick" in out.stdout

@@ -3,22 +3,17 @@ length, one line per provider (the kernel lessons, 05 on)."""
 
 from __future__ import annotations
 
-import math
-from typing import Mapping, Sequence
-
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..bench.results import COLUMNS, read_results
 from .common import figure_axes
 from .style import LINESTYLES, MARKERS, PALETTE, styled
 
 __all__ = ["plot_benchmark"]
 
 
-BENCH_COLUMNS = (
-    "suite", "provider", "layout", "pass", "batch", "seq", "q_heads", "kv_heads", "head_dim",
-    "dtype", "window", "time_us", "gbps", "baseline", "speed_vs_baseline", "peak_mem_mb", "status",
-)
+BENCH_COLUMNS = COLUMNS  # the name this module gave the schema before ropekit.bench.results held it
 
 
 _PASS_ORDER = ("fwd", "bwd", "fwd+bwd")
@@ -33,8 +28,9 @@ def plot_benchmark(data, suite: str = "rope", *, batch=None, axes=None):
 
     Args:
         data: the ``results.csv`` path, a list of row dicts (strings are fine, as
-            ``csv.DictReader`` gives), or a pandas DataFrame; the columns are
-            ``ropekit.bench.COLUMNS``. Rows whose ``status`` is not ``ok`` are left out.
+            ``csv.DictReader`` gives), or a pandas DataFrame, read by
+            :func:`ropekit.bench.read_results` (the columns are ``ropekit.bench.COLUMNS``).
+            Rows whose ``status`` is not ``ok`` are left out.
         suite: ``"rope"``: GB/s (top row) and speed as a fraction of copying q and k
             (``speed_vs_baseline``, bottom row) against sequence length, one column per
             pass (fwd, bwd, fwd+bwd). ``"rerope"``: time and peak extra memory against
@@ -53,7 +49,7 @@ def plot_benchmark(data, suite: str = "rope", *, batch=None, axes=None):
     """
     if suite not in ("rope", "rerope"):
         raise ValueError(f"suite must be 'rope' or 'rerope', got {suite!r}")
-    rows = [r for r in _benchmark_rows(data) if r["suite"] == suite and r["status"] == "ok"
+    rows = [r for r in read_results(data) if r["suite"] == suite and r["status"] == "ok"
             and (batch is None or r["batch"] == batch)]
     if not rows:
         which = f"suite={suite!r}" + ("" if batch is None else f", batch={batch}")
@@ -63,7 +59,8 @@ def plot_benchmark(data, suite: str = "rope", *, batch=None, axes=None):
     passes += sorted({r["pass"] for r in rows} - set(passes))
     baseline = rows[0]["baseline"]
     varying = [c for c in _SHAPE_COLUMNS if len({r[c] for r in rows}) > 1]
-    constant = ", ".join(f"{c} {rows[0][c]}" for c in _SHAPE_COLUMNS if c not in varying and rows[0][c] != "")
+    constant = ", ".join(f"{c} {rows[0][c]}" for c in _SHAPE_COLUMNS
+                         if c not in varying and rows[0][c] not in ("", None))
 
     if suite == "rope":
         fig, flat = figure_axes(axes, 2 * len(passes), (5.4 * len(passes) + 1, 9.0), "axes", nrows=2)
@@ -140,36 +137,3 @@ def _provider_colour(index, count):
     if count < len(PALETTE):
         return PALETTE[1 + index]
     return plt.get_cmap("tab10")(index % 10)
-
-
-def _benchmark_rows(data):
-    """Rows of a benchmark CSV as dicts with numbers parsed ('' becomes NaN)."""
-    import csv
-    import os
-
-    if isinstance(data, (str, os.PathLike)):
-        with open(data, newline="") as f:
-            raw = list(csv.DictReader(f))
-    elif hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
-        raw = data.fillna("").to_dict("records")
-    elif isinstance(data, Sequence) and all(isinstance(r, Mapping) for r in data):
-        raw = list(data)
-    else:
-        raise TypeError(
-            f"data must be a CSV path, a list of row dicts or a pandas DataFrame, got {type(data).__name__}"
-        )
-    missing = [c for c in BENCH_COLUMNS if raw and c not in raw[0]]
-    if missing:
-        raise ValueError(f"benchmark data lacks the column(s) {missing}; expected {list(BENCH_COLUMNS)}")
-    rows = []
-    for n, r in enumerate(raw):
-        row = {c: str(r[c]).strip() if r[c] is not None else "" for c in BENCH_COLUMNS}
-        try:
-            for c in ("batch", "seq", "q_heads", "kv_heads", "head_dim"):
-                row[c] = int(float(row[c]))
-            for c in ("time_us", "gbps", "speed_vs_baseline", "peak_mem_mb"):
-                row[c] = float(row[c]) if row[c] not in ("", "nan") else math.nan
-        except ValueError as err:
-            raise ValueError(f"benchmark row {n} has a value that is not a number: {err}") from None
-        rows.append(row)
-    return rows
