@@ -37,8 +37,10 @@ def test_effective_bytes_match_a_hand_count():
 
 def test_cli_parses_quick_and_the_default_shape_family():
     args = bench.parse_args(["--quick"])
-    assert args.quick and args.suite == "all"
+    assert args.quick and args.suite is None
     gpu = bench.resolve(args, "cuda")
+    assert gpu["suites"] == bench.SUITES and gpu["passes"] == list(bench.PASSES)
+    assert gpu["dtype"] == torch.bfloat16 and not gpu["compile_dynamic"]
     assert {(1, 1024), (1, 16384), (4, 8192)} <= set(gpu["rope_shapes"])
     assert gpu["rerope_shapes"] == [(1, 4096)] and gpu["window"] == 512
     assert "torch_compile" not in gpu["rope_providers"]  # its compiles alone would take the minute
@@ -48,9 +50,18 @@ def test_cli_parses_quick_and_the_default_shape_family():
     assert full["rerope_shapes"] == [(1, 4096), (1, 8192), (1, 16384)]
     # the issue asks for shapes whose q + k working set is at least 256 MB
     assert max(bench.rope_bytes(b, s, 32, 8, 128, torch.bfloat16) / 2 for b, s in full["rope_shapes"]) >= 256e6
+    # without a GPU, --quick shows what a CPU can: copy, eager, complex and torch.compile,
+    # forward, fp32, over sizes from ~1 MB to ~40 MB of q + k (32 + 8 heads, head_dim 128)
     cpu = bench.resolve(args, "cpu")
-    assert max(s for _, s in cpu["rope_shapes"]) <= 1024 and "torch_compile" not in cpu["rope_providers"]
-    assert cpu["rope_providers"][0] == "copy" and cpu["rerope_providers"][0] == "sdpa_rope"
+    assert cpu["suites"] == ("rope",) and cpu["passes"] == ["fwd"] and cpu["dtype"] == torch.float32
+    assert cpu["rope_providers"] == ["copy", "torch_eager", "torch_complex", "torch_compile"]
+    assert cpu["compile_dynamic"]
+    sizes = [bench.rope_bytes(b, s, 32, 8, 128, torch.float32) / 2 for b, s in cpu["rope_shapes"]]
+    assert len(sizes) >= 3 and min(sizes) <= 4e6 and max(sizes) >= 32e6
+    full_cpu = bench.resolve(bench.parse_args([]), "cpu")
+    assert full_cpu["suites"] == bench.SUITES and full_cpu["rerope_providers"][0] == "sdpa_rope"
+    chosen = bench.resolve(bench.parse_args(["--quick", "--suite", "all", "--passes", "bwd", "--dtype", "bf16"]), "cpu")
+    assert chosen["suites"] == bench.SUITES and chosen["passes"] == ["bwd"] and chosen["dtype"] == torch.bfloat16
 
 
 def test_cli_overrides_and_rejects_bad_values():
@@ -119,6 +130,11 @@ def test_cpu_run_writes_the_schema_with_consistent_numbers(tmp_path, capsys):
     assert meta["torch"] == torch.__version__ and meta["device"].startswith("CPU")
     printed = capsys.readouterr().out
     assert "skipping ropekit: needs a CUDA GPU" in printed
+    # not a terminal: one progress line per suite, and where the GPU figures are
+    assert [line for line in printed.splitlines() if "cases timed in" in line] == [
+        line for line in printed.splitlines() if line.startswith(("rope: 12 cases", "rerope: 6 cases"))]
+    assert len([line for line in printed.splitlines() if "cases timed in" in line]) == 2
+    assert "committed runs in benchmarks/results/" in printed
     if hasattr(importlib.import_module("ropekit.viz"), "plot_benchmark"):
         assert (tmp_path / "rope.png").exists() and (tmp_path / "rerope.png").exists()
     else:
@@ -179,12 +195,47 @@ def test_unavailable_explains_why():
     assert bench.report.failure_reason(ValueError("bad\nthing")) == "ValueError: bad thing"
 
 
-def test_progress_falls_back_to_plain_prints(monkeypatch, capsys):
-    monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)  # import fails
-    progress = bench.report.Progress(2, "rope")
+def test_progress_prints_one_line_per_suite_when_output_is_not_a_terminal(monkeypatch):
+    import io
+
+    log = io.StringIO()  # a file or a pipe: isatty() is False
+    progress = bench.report.Progress(3, "rope", stream=log)
+    for label in ("B1 S16 copy", "B1 S16 torch_eager half", "B1 S16 torch_eager paper"):
+        progress.start(label)
+        progress.done()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rope: 3 cases timed in")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)  # no tqdm: one line rewritten
+    screen = Terminal()
+    progress = bench.report.Progress(2, "rope", stream=screen)
     progress.start("B1 S16 copy")
     progress.done()
-    assert "[rope 1/2] B1 S16 copy" in capsys.readouterr().out
+    assert "\r[rope 1/2] B1 S16 copy" in screen.getvalue()
+
+
+def test_a_cpu_run_compiles_once_with_dynamic_shapes(monkeypatch):
+    compiles = []
+
+    def fake_compile(fn, dynamic=None):
+        compiles.append(dynamic)
+        return fn
+
+    resets = []
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    rows = bench.run_rope_suite([(1, 8), (1, 16)], 2, 1, 8, torch.float32, ["copy", "torch_compile"], ["fwd"],
+                                "cpu", reps=1, warmup=0, compile_dynamic=True)
+    assert compiles == [True] * 4 and len(resets) == 1  # 2 shapes × 2 layouts, one cache for all
+    assert all(r["status"] == "ok" for r in rows)
+    compiles.clear(), resets.clear()
+    bench.run_rope_suite([(1, 8), (1, 16)], 2, 1, 8, torch.float32, ["copy", "torch_compile"], ["fwd"],
+                         "cpu", reps=1, warmup=0)
+    assert compiles == [False] * 4 and len(resets) == 3  # static: a fresh compile for each shape
 
 
 def test_rerope_adapters_agree_with_the_reference(device):

@@ -47,8 +47,10 @@ def _torch_complex(layout, cos, sin, inv_freq):
     )
 
 
-def _torch_compile(layout, cos, sin, inv_freq):
-    return torch.compile(torch_eager(layout, cos, sin, inv_freq), dynamic=False)
+def _torch_compile(layout, cos, sin, inv_freq, dynamic=False):
+    # dynamic=False: code specialised to this shape (GPU runs); True: one compile serves
+    # every size (CPU runs, where Inductor's C++ compile costs seconds per shape)
+    return torch.compile(torch_eager(layout, cos, sin, inv_freq), dynamic=dynamic)
 
 
 def _ropekit(layout, cos, sin, inv_freq):
@@ -99,6 +101,7 @@ ROPE_PROVIDERS = {
     "flash_attn": (("half", "paper"), _flash_attn),
 }
 REROPE_PROVIDERS = ("sdpa_rope", "reference", "ropekit_fused")
+CPU_QUICK_PROVIDERS = ("copy", "torch_eager", "torch_complex", "torch_compile")  # --quick without a GPU
 GPU_ONLY = ("ropekit", "liger", "flash_attn", "ropekit_fused")  # Triton kernels
 _IMPORTS = {  # provider -> (module to import, what to install)
     "ropekit": ("ropekit.kernels.rope", "triton"),

@@ -4,6 +4,7 @@ summary tables (provider × shape) at the end."""
 from __future__ import annotations
 
 import sys
+import time
 
 import torch
 
@@ -11,22 +12,33 @@ from .results import BASELINES, PASSES, SUITES
 
 
 class Progress:
-    """A tqdm bar over the cases, or one printed line per case without tqdm."""
+    """Progress over the cases of one suite.
 
-    def __init__(self, total, desc):
+    In a terminal: a tqdm bar (or, without tqdm, one line rewritten in place). When the
+    output is a file, a pipe or a notebook (a log, CI), nothing per case and one line
+    when the suite is done, so that logs hold results, not bars.
+    """
+
+    def __init__(self, total, desc, stream=None):
         self.total, self.desc, self.count = total, desc, 0
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            self.bar = None
-        else:
-            self.bar = tqdm(total=total, desc=desc, unit="case", file=sys.stdout)
+        self.stream = sys.stdout if stream is None else stream
+        self.began = time.perf_counter()
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.bar = None
+        if self.terminal:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                self.bar = tqdm(total=total, desc=desc, unit="case", file=self.stream)
 
     def start(self, label):
-        if self.bar is None:
-            print(f"[{self.desc} {self.count + 1}/{self.total}] {label}", flush=True)
-        else:
+        if self.bar is not None:
             self.bar.set_postfix_str(label)
+        elif self.terminal:
+            line = f"[{self.desc} {self.count + 1}/{self.total}] {label}"
+            print(f"\r{line:<78}", end="", file=self.stream, flush=True)
 
     def done(self):
         self.count += 1
@@ -34,6 +46,10 @@ class Progress:
             self.bar.update()
             if self.count == self.total:
                 self.bar.close()
+            return
+        if self.count == self.total:
+            ending = f"{self.desc}: {self.total} cases timed in {time.perf_counter() - self.began:.0f} s"
+            print(f"\r{ending:<78}" if self.terminal else ending, file=self.stream, flush=True)
 
 
 def print_skips(reasons):

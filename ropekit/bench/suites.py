@@ -17,17 +17,25 @@ from .results import add_speedups, fill_timing, new_row
 
 
 def run_rope_suite(
-    shapes, q_heads, kv_heads, head_dim, dtype, providers, passes, device, reps, warmup, progress=None
+    shapes, q_heads, kv_heads, head_dim, dtype, providers, passes, device, reps, warmup, progress=None,
+    compile_dynamic=False,
 ):
-    """Time every (provider, layout) on every ``(batch, seq)`` shape; return CSV rows."""
+    """Time every (provider, layout) on every ``(batch, seq)`` shape; return CSV rows.
+
+    q: ``(batch, seq, q_heads, head_dim)``, k: ``(batch, seq, kv_heads, head_dim)``.
+    ``compile_dynamic``: torch_compile compiles once with dynamic shapes for all sizes,
+    instead of afresh for each shape with static shapes.
+    """
     cases = [(p, layout) for p in providers for layout in ROPE_PROVIDERS[p][0]]
     reasons = {p: unavailable(p, device) for p in providers}
     print_skips(reasons)
     progress = progress or Progress(len(shapes) * len(cases), "rope")
     inv_freq = rope_frequencies(head_dim)[0].to(device)
     rows = []
+    if "torch_compile" in providers:
+        import_module("torch._dynamo").reset()
     for batch, seq in shapes:
-        if "torch_compile" in providers:
+        if "torch_compile" in providers and not compile_dynamic:
             # compile afresh for each shape (static shapes, no recompile limit)
             import_module("torch._dynamo").reset()
         cos, sin = rope_cos_sin(torch.arange(seq, device=device), inv_freq)
@@ -42,7 +50,8 @@ def run_rope_suite(
             reason = reasons[provider]
             if reason is None:
                 try:
-                    fn = ROPE_PROVIDERS[provider][1](layout, cos, sin, inv_freq)
+                    options = {"dynamic": True} if provider == "torch_compile" and compile_dynamic else {}
+                    fn = ROPE_PROVIDERS[provider][1](layout, cos, sin, inv_freq, **options)
                     if provider != "copy":
                         if layout not in expected:
                             expected[layout] = torch_eager(layout, cos, sin, inv_freq)(q, k)
