@@ -150,7 +150,7 @@ def test_a_provider_with_a_wrong_answer_gets_a_skipped_row_not_a_time(monkeypatc
                                 reps=2, warmup=0)
     copy, wrong = rows
     assert copy["status"] == "ok"
-    assert wrong["status"].startswith("skipped: wrong result vs ropekit.apply_rope (max abs error")
+    assert wrong["status"].startswith("skipped: wrong result vs ropekit.reference.apply_rope_qk (max abs error")
     assert wrong["time_us"] == "" and wrong["speed_vs_baseline"] == ""
 
 
@@ -241,7 +241,7 @@ def test_a_cpu_run_compiles_once_with_dynamic_shapes(monkeypatch):
 def test_rerope_adapters_agree_with_the_reference(device):
     attention = pytest.importorskip("ropekit.attention")
     torch.manual_seed(0)
-    q, k, v = (torch.randn(1, 2, 12, 32, device=device) for _ in range(3))
+    q, k, v = (torch.randn(1, 12, 2, 32, device=device) for _ in range(3))
     inv_freq = ropekit.rope_frequencies(32)[0].to(device)
     # With the window covering every distance, ReRoPE is plain RoPE attention: SDPA on
     # rotated q and k must give the reference's output.

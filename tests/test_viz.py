@@ -271,25 +271,25 @@ def test_plot_attention_logits_rejects_bad_arguments():
     with pytest.raises(ValueError, match="window"):
         viz.plot_attention_logits(q, q, "rerope")
     with pytest.raises(ValueError, match="head"):
-        viz.plot_attention_logits(torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8), head=2)
+        viz.plot_attention_logits(torch.randn(1, 6, 2, 8), torch.randn(1, 6, 2, 8), head=2)
     with pytest.raises(ValueError, match="schemes"):
         viz.plot_attention_logits(q, q, "nope")
 
 
 def test_attention_logits_figure_shows_the_logits_and_the_curves():
     torch.manual_seed(0)
-    q = torch.randn(2, 4, 10, 8)
-    k = torch.randn(2, 2, 10, 8)
+    q = torch.randn(2, 10, 4, 8)  # (batch, seq, heads, head_dim), the library's one order
+    k = torch.randn(2, 10, 2, 8)
     fig = viz.plot_attention_logits(q, k, ["rope", "rerope"], window=4, batch=1, head=3)
     heat_rope, heat_rerope, curves = [a for a in fig.axes if a.get_label() != "<colorbar>"]
     inv_freq, _ = ropekit.rope_frequencies(8)
     for a, scheme, options in ((heat_rope, "rope", {}), (heat_rerope, "rerope", {"window": 4})):
-        expected = ropekit.attention.attention_logits(q[1, 3], k[1, 1], scheme, inv_freq, **options).numpy()  # GQA: head 3 reads kv head 1
+        expected = ropekit.attention.attention_logits(q[1, :, 3], k[1, :, 1], scheme, inv_freq, **options).numpy()  # GQA: head 3 reads kv head 1
         np.testing.assert_array_equal(np.ma.filled(a.images[0].get_array(), np.nan), expected)
         norm = a.images[0].norm
         assert norm.vmin == -norm.vmax
     rope_curve, rerope_curve = data_lines(curves)[:2]
-    expected = ropekit.attention.attention_logits(q[1, 3], k[1, 1], "rerope", inv_freq, window=4).numpy()
+    expected = ropekit.attention.attention_logits(q[1, :, 3], k[1, :, 1], "rerope", inv_freq, window=4).numpy()
     np.testing.assert_allclose(rerope_curve.get_ydata()[5], np.nanmean(np.diagonal(expected, -5)))
     assert [rope_curve.get_label(), rerope_curve.get_label()] == ["RoPE", "ReRoPE"]
     assert_labelled(fig)

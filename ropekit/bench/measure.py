@@ -42,8 +42,8 @@ def rope_bytes(batch, seq, q_heads, kv_heads, head_dim, dtype, pass_="fwd"):
     return 2 * elements * dtype.itemsize * (2 if pass_ == "fwd+bwd" else 1)
 
 
-def attention_bytes(batch, heads, seq, head_dim, dtype):
-    """Bytes attention must move at the least: read q, k, v ``(batch, heads, seq, head_dim)``
+def attention_bytes(batch, seq, heads, head_dim, dtype):
+    """Bytes attention must move at the least: read q, k, v ``(batch, seq, heads, head_dim)``
     and write the output of the same shape."""
     return 4 * batch * heads * seq * head_dim * dtype.itemsize
 

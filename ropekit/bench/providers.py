@@ -14,7 +14,7 @@ from importlib import import_module
 
 import torch
 
-from ..reference import apply_rope, apply_rope_complex, rope_cos_sin
+from ..reference import apply_rope_complex, apply_rope_qk, rope_cos_sin
 from .report import one_line
 
 
@@ -35,13 +35,14 @@ def _copy(layout, cos, sin, inv_freq):
 
 
 def torch_eager(layout, cos, sin, inv_freq):
-    """``ropekit.apply_rope`` on q and k: the reference every other provider is checked against."""
-    cos, sin = cos[:, None], sin[:, None]  # (seq, 1, head_dim/2): broadcast over heads
-    return lambda q, k: (apply_rope(q, cos, sin, layout), apply_rope(k, cos, sin, layout))
+    """:func:`ropekit.reference.apply_rope_qk`, the kernel's plain-torch twin, called as the
+    kernel is: the reference every other provider is checked against."""
+    return lambda q, k: apply_rope_qk(q, k, cos, sin, layout=layout)
 
 
 def _torch_complex(layout, cos, sin, inv_freq):
-    positions = torch.arange(cos.shape[0], device=cos.device)[:, None]  # (seq, 1)
+    # (seq, 1): one angle per token for every head, as LLaMA's reshape_for_broadcast does
+    positions = torch.arange(cos.shape[0], device=cos.device)[:, None]
     return lambda q, k: (
         apply_rope_complex(q, positions, inv_freq), apply_rope_complex(k, positions, inv_freq)
     )
@@ -54,9 +55,9 @@ def _torch_compile(layout, cos, sin, inv_freq, dynamic=False):
 
 
 def _ropekit(layout, cos, sin, inv_freq):
-    from ..kernels import apply_rope_qk
+    from ..kernels import apply_rope_qk as kernel  # the same call as torch_eager's twin
 
-    return lambda q, k: apply_rope_qk(q, k, cos, sin, layout=layout)
+    return lambda q, k: kernel(q, k, cos, sin, layout=layout)
 
 
 def _liger(layout, cos, sin, inv_freq):
@@ -131,12 +132,16 @@ def unavailable(provider, device):
 
 def rerope_call(provider, q, k, v, inv_freq, window):
     """The call to time for one ReRoPE provider: causal attention of q, k, v
-    ``(batch, heads, seq, head_dim)`` with window w (``sdpa_rope``: plain RoPE attention
-    through SDPA on q and k rotated beforehand, the baseline)."""
+    ``(batch, seq, heads, head_dim)`` with window w. ``reference`` and ``ropekit_fused``
+    (twins with one signature) take them as they are; ``sdpa_rope``, the baseline, is
+    plain RoPE attention: q and k rotated beforehand, then torch's SDPA, which wants
+    ``(batch, heads, seq, head_dim)`` views and gives its output in that order."""
     if provider == "sdpa_rope":
-        cos, sin = rope_cos_sin(torch.arange(q.shape[-2], device=q.device), inv_freq)
-        q_rot, k_rot = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        return lambda: torch.nn.functional.scaled_dot_product_attention(q_rot, k_rot, v, is_causal=True)
+        cos, sin = rope_cos_sin(torch.arange(q.shape[1], device=q.device), inv_freq)
+        q_rot, k_rot = apply_rope_qk(q, k, cos, sin)
+        q_rot, k_rot, v_sdpa = q_rot.transpose(1, 2), k_rot.transpose(1, 2), v.transpose(1, 2)
+        attend = torch.nn.functional.scaled_dot_product_attention
+        return lambda: attend(q_rot, k_rot, v_sdpa, is_causal=True).transpose(1, 2)
     module = "ropekit.attention" if provider == "reference" else "ropekit.kernels"
     rerope = import_module(module).rerope_attention
     return lambda: rerope(q, k, v, inv_freq, window, causal=True)

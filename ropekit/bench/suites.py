@@ -58,7 +58,8 @@ def run_rope_suite(
                         # fresh inputs that require grad, as in the timed runs (liger overwrites its inputs)
                         got = fn(q.clone().requires_grad_(), k.clone().requires_grad_())
                         tolerance = _rope_tolerance(dtype)
-                        reason = _wrong_result(got, expected[layout], "ropekit.apply_rope", **tolerance)
+                        reason = _wrong_result(got, expected[layout], "ropekit.reference.apply_rope_qk",
+                                               **tolerance)
                         got = None
                 except Exception as err:
                     reason = failure_reason(err)
@@ -103,7 +104,7 @@ def _measure_rope_passes(rows, fn, q, k, device, reps, warmup):
 def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, reps, warmup, progress=None):
     """Time causal ReRoPE attention forward on ``(batch, seq)`` shapes; return CSV rows.
 
-    q, k, v: ``(batch, heads, seq, head_dim)``. Providers: ``sdpa_rope`` (SDPA on q and k
+    q, k, v: ``(batch, seq, heads, head_dim)``. Providers: ``sdpa_rope`` (SDPA on q and k
     rotated beforehand: plain RoPE attention, the baseline), ``reference``
     (:func:`ropekit.attention.rerope_attention`, two (seq, seq) logit matrices) and
     ``ropekit_fused`` (:func:`ropekit.kernels.rerope_attention`).
@@ -114,7 +115,7 @@ def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, 
     inv_freq = rope_frequencies(head_dim)[0].to(device)
     rows = []
     for batch, seq in shapes:
-        q, k, v = (torch.randn(batch, heads, seq, head_dim, device=device, dtype=dtype) for _ in range(3))
+        q, k, v = (torch.randn(batch, seq, heads, head_dim, device=device, dtype=dtype) for _ in range(3))
         reference_out = None
         shape_rows = []
         for provider in providers:
@@ -134,7 +135,7 @@ def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, 
                         out = None
                         if reason is None:
                             t = time_us(run, device, reps, warmup)
-                            nbytes = attention_bytes(batch, heads, seq, head_dim, dtype)
+                            nbytes = attention_bytes(batch, seq, heads, head_dim, dtype)
                             fill_timing(row, t, nbytes, peak_extra_mb(run, device))
             except Exception as err:
                 reason = failure_reason(err)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..attention import SCHEMES, attention_logits, relative_position_matrix
+from ..attention import SCHEMES, attention_logits, relative_position_matrix, scheme_options
 from ..frequencies import rope_frequencies
 from ..reference import apply_rope, rope_cos_sin, rope_decay_bound
 from .common import check_int, describe, figure_axes, write_cell
@@ -80,7 +80,7 @@ def plot_relative_positions(
     inside = distance < (window if window is not None else length)
     norm = plt.Normalize(0, max(length - 1, 1))
     for a, scheme in zip(axes, schemes):
-        P = relative_position_matrix(length, scheme, **_relative_options(scheme, window, factor)).numpy()
+        P = relative_position_matrix(length, scheme, **scheme_options(scheme, window, factor)).numpy()
         kept = a.imshow(np.ma.masked_where(~inside | np.isnan(P), P), cmap=INSIDE_WINDOW, norm=norm)
         changed = a.imshow(np.ma.masked_where(inside | np.isnan(P), P), cmap=BEYOND_WINDOW, norm=norm)
         a.grid(False)
@@ -174,8 +174,8 @@ def plot_attention_logits(
     """Attention logit heatmaps and logit-versus-distance curves of one head, per scheme.
 
     Args:
-        q: ``(seq, head_dim)`` or ``(batch, heads, seq, head_dim)``, not yet rotated.
-        k: the same shape as q, or ``(batch, kv_heads, seq, head_dim)`` (key head
+        q: ``(seq, head_dim)`` or ``(batch, seq, heads, head_dim)``, not yet rotated.
+        k: the same shape as q, or ``(batch, seq, kv_heads, head_dim)`` (key head
             ``head // (heads // kv_heads)`` serves query head ``head``, as in GQA).
         schemes: one scheme or a list, each of ``"rope"``, ``"pi"``, ``"rerope"``, ``"leaky_rerope"``.
         inv_freq: ``(rotary_dim // 2,)`` (default: ``rope_frequencies(head_dim)``).
@@ -228,16 +228,6 @@ def _scheme_title(scheme, window, factor):
     return f"{SCHEME_NAMES[scheme]}{settings.get(scheme, '')}\n{SCHEME_FORMULAS[scheme]}"
 
 
-def _relative_options(scheme, window, factor):
-    """The window and factor keywords that ``relative_position_matrix`` takes for this scheme."""
-    options = {}
-    if scheme in ("rerope", "leaky_rerope"):
-        options["window"] = window
-    if scheme in ("pi", "leaky_rerope"):
-        options["factor"] = factor
-    return options
-
-
 def _as_schemes(schemes):
     schemes = (schemes,) if isinstance(schemes, str) else tuple(schemes)
     if not schemes or any(s not in SCHEMES for s in schemes):
@@ -250,7 +240,7 @@ def _one_head(q, k, batch, head):
     for name, t in (("q", q), ("k", k)):
         if not isinstance(t, torch.Tensor) or t.dim() not in (2, 4):
             raise ValueError(
-                f"{name} must be a tensor of shape (seq, head_dim) or (batch, heads, seq, head_dim), "
+                f"{name} must be a tensor of shape (seq, head_dim) or (batch, seq, heads, head_dim), "
                 f"got {describe(t)}"
             )
     if q.dim() != k.dim():
@@ -259,13 +249,14 @@ def _one_head(q, k, batch, head):
         )
     if q.dim() == 2:
         return q, k
-    if not 0 <= batch < q.shape[0] or not 0 <= head < q.shape[1]:
+    if not 0 <= batch < q.shape[0] or not 0 <= head < q.shape[2]:
         raise ValueError(
-            f"batch and head must index q of shape {tuple(q.shape)}, got batch={batch}, head={head}"
+            f"batch and head must index q of shape {tuple(q.shape)} (batch, seq, heads, head_dim), "
+            f"got batch={batch}, head={head}"
         )
-    if k.shape[0] != q.shape[0] or q.shape[1] % k.shape[1]:
+    if k.shape[:2] != q.shape[:2] or k.shape[3] != q.shape[3] or q.shape[2] % k.shape[2]:
         raise ValueError(
             f"k of shape {tuple(k.shape)} does not match q of shape {tuple(q.shape)} "
-            "(kv_heads must divide heads)"
+            "(same batch, seq and head_dim; kv_heads must divide heads)"
         )
-    return q[batch, head], k[batch, head // (q.shape[1] // k.shape[1])]
+    return q[batch, :, head], k[batch, :, head // (q.shape[2] // k.shape[2])]
