@@ -25,6 +25,8 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.attention`: ``plot_relative_positions``, ``plot_long_term_decay``,
   ``plot_attention_logits`` (lessons 03, 04);
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
+* :mod:`ropekit.viz.model`: ``plot_loss_curves``, ``plot_window_ablation``,
+  ``plot_passkey_heatmap``, ``plot_attention_entropy``, ``plot_measured_decay`` (lesson 06);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
 * :mod:`ropekit.viz.style`: the shared look (palette, font sizes, colour maps);
 * :mod:`ropekit.viz.common`: panel and cell helpers the modules share.
@@ -43,6 +45,13 @@ from .interactive import (
     interactive_relative_positions,
     interactive_rotation_2d,
 )
+from .model import (
+    plot_attention_entropy,
+    plot_loss_curves,
+    plot_measured_decay,
+    plot_passkey_heatmap,
+    plot_window_ablation,
+)
 from .rotation import plot_rotation_2d, plot_rotation_matrix
 from .spectrum import plot_frequency_spectrum
 
@@ -58,4 +67,9 @@ __all__ = [
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
     "interactive_rotation_2d",
+    "plot_loss_curves",
+    "plot_window_ablation",
+    "plot_passkey_heatmap",
+    "plot_attention_entropy",
+    "plot_measured_decay",
 ]
