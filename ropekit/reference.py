@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import torch
 
+from .exact_angles import exact_cos_sin
+
 LAYOUTS = ("paper", "half")
+ANGLES = ("float32", "exact")
 
 
 # --- angles --------------------------------------------------------------------------
 
 
-def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.0):
+def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.0, angles: str = "float32"):
     """cos(m·θ_i) and sin(m·θ_i) for every position m and pair i.
 
     Args:
@@ -47,6 +50,17 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
         inv_freq: ``(rotary_dim // 2,)`` from :func:`ropekit.rope_frequencies`.
         attention_factor: multiplies cos and sin (YaRN's √(1/t)), so every logit
             q·k is multiplied by its square, as model libraries do.
+        angles: ``"float32"`` (the default) forms m·θ_i as one float32 product, exactly
+            as Hugging Face transformers, vLLM and the models' own code do, so converted
+            checkpoints and parity tests reproduce their numbers. ``"exact"`` reduces the
+            angle modulo 2π in integer arithmetic (:mod:`ropekit.exact_angles`): error
+            ≤ 1e-6 at every integer position up to 2^31, for the θ_i that inv_freq holds
+            (pass ``rope_frequencies(..., dtype=torch.float64)``; or the int64
+            ``fixed_point_turns(inv_freq)`` to skip a copy to the host). It needs integer
+            positions. float32 stays the default because a model was trained with float32
+            angles and reproducing it matters more at the lengths it was trained on,
+            where the error is below bf16's rounding of q and k; choose "exact" past
+            about 10^5 tokens.
 
     Returns:
         ``(cos, sin)``, each float32 of shape ``positions.shape + (rotary_dim // 2,)``.
@@ -56,8 +70,8 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
     pair (θ_0 = 1) is off by up to m·6e-8 radians: 6e-5 rad at m = 1,000, but about 0.06
     rad at m = 1,000,000, where neighbouring positions (1 rad apart) are still told apart
     but the fast pairs no longer hold their exact phase. Positions themselves are exact
-    in float32 only up to 2^24 ≈ 16.7 M. Use float64 angles (``rotation_matrix``) when
-    you need to study that error.
+    in float32 only up to 2^24 ≈ 16.7 M. ``angles="exact"`` removes that error; lesson 09
+    measures it.
     """
     if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1:
         raise ValueError(f"inv_freq must be a 1-D tensor of shape (rotary_dim // 2,), got {_shape(inv_freq)}")
@@ -67,8 +81,12 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
         raise TypeError(f"positions must be a tensor or an int, got {type(positions).__name__}")
     if positions.is_complex() or positions.dtype == torch.bool:
         raise TypeError(f"positions must be integer or real, got dtype {positions.dtype}")
-    angles = positions.to(torch.float32)[..., None] * inv_freq.to(device=positions.device, dtype=torch.float32)
-    cos, sin = angles.cos(), angles.sin()
+    if angles not in ANGLES:
+        raise ValueError(f"angles must be 'float32' or 'exact', got {angles!r}")
+    if angles == "exact":
+        return exact_cos_sin(positions, inv_freq, attention_factor)
+    angle = positions.to(torch.float32)[..., None] * inv_freq.to(device=positions.device, dtype=torch.float32)
+    cos, sin = angle.cos(), angle.sin()
     if attention_factor != 1.0:
         cos, sin = cos * attention_factor, sin * attention_factor
     return cos, sin
