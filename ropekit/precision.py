@@ -115,3 +115,11 @@ def logit_drift(q: torch.Tensor, k: torch.Tensor, distance: int, offsets: torch.
     exact = q.double() @ apply_rope(k.double()[None], cos_r, sin_r)[0]
     return (queries * keys).sum(dim=-1) - exact
 
+
+
+def storage_error(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Relative error of storing vectors in ``dtype``, ‖x̃ − x‖ / ‖x‖ per row: the noise that a
+    bfloat16 or float16 query or key carries before any rotation (2^-9 and 2^-12 per entry
+    at most, relative). Args: x ``(n, head_dim)``. Returns float64 ``(n,)``."""
+    x = x.double()
+    return (x.to(dtype).double() - x).norm(dim=-1) / x.norm(dim=-1)
