@@ -23,6 +23,8 @@ from typing import Sequence
 
 import torch
 
+from .checks import check_dim
+
 SCALINGS = (None, "linear", "ntk", "dynamic", "yarn", "llama3", "longrope")
 
 
@@ -78,7 +80,7 @@ def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None
         >>> inv_freq, att = rope_frequencies(128, 500000.0, "llama3", factor=8.0,
         ...     low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192)
     """
-    _check_dim(dim)
+    check_dim(dim)
     if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1:
         raise ValueError(f"base must be a number greater than 1, got {base!r}")
     if scaling not in SCALINGS:
@@ -235,11 +237,6 @@ _PARAMS = {
 
 
 # --- argument checks -----------------------------------------------------------------
-
-
-def _check_dim(dim):
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0 or dim % 2:
-        raise ValueError(f"dim must be a positive even integer (features come in pairs), got {dim!r}")
 
 
 def _check_ntk_dim(dim):
