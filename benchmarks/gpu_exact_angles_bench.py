@@ -45,7 +45,7 @@ import triton
 
 import ropekit
 from ropekit import exact_cos_sin, fixed_point_turns, rope_cos_sin, rope_frequencies
-from ropekit.kernels import apply_rope_qk
+from ropekit.kernels import apply_rope_qk, rope_triton
 
 Q_HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 SHAPES = [(4, 8192), (4, 16384)]  # q + k = 335 MB and 671 MB in bf16
@@ -216,7 +216,7 @@ bf16 q (32 heads) and k (8 heads), head_dim 128; `vs_copy` is the speed of `q.cl
 divided by the mode's (1.0 = as fast as a copy). Times are medians of {meta['reps']} CUDA-event
 timings after an L2 flush, median over {meta['rounds']} interleaved rounds; `round_spread` is
 (max − min) / median of the per-round medians. Files: `results.csv`, `accuracy.csv`,
-`host.csv`, `meta.json`.
+`host.csv`, `meta.json` (with the block sizes each mode ran with).
 
 ## Speed
 
@@ -256,6 +256,8 @@ def main(argv=None):
         "rounds": args.rounds,
     }
     speed = measure_speed(args)
+    # (q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, table, heads_outer) -> (BLOCK_S, BLOCK_HQ, BLOCK_HK, warps)
+    meta["block_sizes"] = {str(key): list(config) for key, config in rope_triton.BLOCK_SIZE_CACHE.items()}
     accuracy = measure_accuracy()
     host = measure_host()
     write_csv(speed, args.out / "results.csv")
