@@ -12,7 +12,7 @@ A "recipe" is how a code base turns positions and frequencies into the cos/sin t
 
 Every error is measured against the exact angles of the float64 θ_i, the formula's
 frequencies: the error a recipe adds on top of the ideal rotation. Lesson 09 draws these
-(``ropekit.viz_precision``).
+(``ropekit.viz.precision``).
 """
 
 from __future__ import annotations
@@ -123,3 +123,12 @@ def storage_error(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     at most, relative). Args: x ``(n, head_dim)``. Returns float64 ``(n,)``."""
     x = x.double()
     return (x.to(dtype).double() - x).norm(dim=-1) / x.norm(dim=-1)
+
+
+def log_positions(max_position: int = 2**31, per_octave: int = 4) -> torch.Tensor:
+    """Integer positions spaced evenly on a log axis from 1 to max_position (int64)."""
+    if not isinstance(max_position, int) or max_position < 2:
+        raise ValueError(f"max_position must be an int >= 2, got {max_position!r}")
+    octaves = max_position.bit_length() - 1
+    grid = torch.logspace(0, octaves, octaves * per_octave + 1, base=2.0, dtype=torch.float64)
+    return torch.unique(grid.round().long().clamp(max=max_position))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ropekit import rope_frequencies, rotation_matrix
-from ropekit.precision import RECIPES, cos_sin_error, logit_drift, recipe_cos_sin, rotation_error
+from ropekit.precision import RECIPES, cos_sin_error, log_positions, logit_drift, recipe_cos_sin, rotation_error
 
 
 def inv_freq64(dim=128, base=10000.0):
@@ -90,3 +90,12 @@ def test_unknown_recipe_is_refused():
     with pytest.raises(ValueError, match="recipe must be one of"):
         recipe_cos_sin(torch.tensor([1]), inv_freq64(8), "float64")
     assert len(RECIPES) == 6
+
+
+def test_log_positions_span_one_to_the_maximum_evenly_in_log():
+    p = log_positions(2**20, per_octave=2)
+    assert p[0] == 1 and p[-1] == 2**20 and p.dtype == torch.int64
+    ratios = p[1:].double() / p[:-1].double()
+    assert torch.allclose(ratios[5:], torch.full_like(ratios[5:], math.sqrt(2)), rtol=0.05)
+    with pytest.raises(ValueError, match="max_position must be an int >= 2"):
+        log_positions(1)

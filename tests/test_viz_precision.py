@@ -1,6 +1,4 @@
-"""ropekit.viz_precision draws exactly what ropekit.precision computes."""
-
-import math
+"""ropekit.viz.precision draws exactly what ropekit.precision computes."""
 
 import matplotlib
 
@@ -13,16 +11,7 @@ import torch  # noqa: E402
 
 from ropekit import rope_frequencies  # noqa: E402
 from ropekit.precision import cos_sin_error, storage_error  # noqa: E402
-from ropekit.viz_precision import log_positions, plot_cos_sin_error, plot_logit_drift, plot_rotation_error  # noqa: E402
-
-
-def test_log_positions_span_one_to_the_maximum_evenly_in_log():
-    p = log_positions(2**20, per_octave=2)
-    assert p[0] == 1 and p[-1] == 2**20 and p.dtype == torch.int64
-    ratios = p[1:].double() / p[:-1].double()
-    assert torch.allclose(ratios[5:], torch.full_like(ratios[5:], math.sqrt(2)), rtol=0.05)
-    with pytest.raises(ValueError, match="max_position must be an int >= 2"):
-        log_positions(1)
+from ropekit.viz import plot_cos_sin_error, plot_logit_drift, plot_rotation_error  # noqa: E402
 
 
 def test_cos_sin_error_lines_are_the_library_errors_with_gaps_for_overflow():

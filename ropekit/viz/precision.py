@@ -1,37 +1,27 @@
-"""Pictures of lesson 09: how far each cos/sin recipe drifts from exact angles.
+"""How far each cos/sin recipe drifts from exact angles (lesson 09).
 
-Kept apart from :mod:`ropekit.viz` while that module becomes a package; it draws only
-what :mod:`ropekit.precision` computes, in the same style. Each function returns the
-matplotlib ``Figure``; assign it in a notebook (``fig = viz_precision.plot_...``).
+Draws only what :mod:`ropekit.precision` computes. Each function returns the matplotlib
+``Figure``; assign it in a notebook (``fig = viz.plot_cos_sin_error()``).
 """
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import torch
 
-from .frequencies import rope_frequencies
-from .precision import RECIPES, cos_sin_error, logit_drift, rotation_error, storage_error
-from .viz_style import ACCENT, LINESTYLES, PALETTE, styled
+from ..frequencies import rope_frequencies
+from ..precision import RECIPES, cos_sin_error, log_positions, logit_drift, rotation_error, storage_error
+from .common import figure_axes
+from .style import ACCENT, LINESTYLES, PALETTE, styled
 
-__all__ = ["log_positions", "plot_cos_sin_error", "plot_logit_drift", "plot_rotation_error"]
+__all__ = ["plot_cos_sin_error", "plot_logit_drift", "plot_rotation_error"]
 
 # One colour and line style per recipe, the same in every picture.
 _LOOK = {recipe: (PALETTE[i], LINESTYLES[i % len(LINESTYLES)]) for i, recipe in enumerate(RECIPES)}
 
 
-def log_positions(max_position: int = 2**31, per_octave: int = 4) -> torch.Tensor:
-    """Integer positions spaced evenly on a log axis from 1 to max_position (int64)."""
-    if not isinstance(max_position, int) or max_position < 2:
-        raise ValueError(f"max_position must be an int >= 2, got {max_position!r}")
-    octaves = max_position.bit_length() - 1
-    grid = torch.logspace(0, octaves, octaves * per_octave + 1, base=2.0, dtype=torch.float64)
-    return torch.unique(grid.round().long().clamp(max=max_position))
-
-
 @styled
-def plot_cos_sin_error(dim: int = 128, base: float = 10000.0, recipes=RECIPES, *, positions=None, window: int = 32,
-                       ax=None):
+def plot_cos_sin_error(dim: int = 128, base: float = 10000.0, recipes=RECIPES, *, positions=None,
+                       window: int = 32, ax=None):
     """Largest cos/sin error of each recipe against position, on log-log axes.
 
     Each point is :func:`ropekit.precision.cos_sin_error` maximised over ``window``
@@ -56,8 +46,8 @@ def plot_cos_sin_error(dim: int = 128, base: float = 10000.0, recipes=RECIPES, *
 
 
 @styled
-def plot_rotation_error(dim: int = 128, base: float = 10000.0, recipes=("float32", "exact"), *, positions=None,
-                        storage=(torch.bfloat16, torch.float16), seed: int = 0, ax=None):
+def plot_rotation_error(dim: int = 128, base: float = 10000.0, recipes=("float32", "exact"), *,
+                        positions=None, storage=(torch.bfloat16, torch.float16), seed: int = 0, ax=None):
     """Relative error of a rotated query from its angles, against the error of storing it.
 
     Lines: the mean over 16 random N(0, 1) vectors of
@@ -71,7 +61,8 @@ def plot_rotation_error(dim: int = 128, base: float = 10000.0, recipes=("float32
     x = torch.randn(16, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     fig, ax = _figure_axis(ax)
     for recipe in recipes:
-        error = torch.stack([rotation_error(x, torch.full((16,), int(m)), inv_freq, recipe).mean() for m in positions])
+        error = torch.stack([rotation_error(x, torch.full((16,), int(m)), inv_freq, recipe).mean()
+                             for m in positions])
         color, style = _LOOK[recipe]
         ax.loglog(positions.numpy(), error.numpy(), color=color, linestyle=style, label=f"angles: {recipe}")
     for i, dtype in enumerate(storage):
@@ -98,11 +89,13 @@ def plot_logit_drift(dim: int = 128, base: float = 10000.0, recipes=("float32", 
     inv_freq, _ = rope_frequencies(dim, base, dtype=torch.float64)
     offsets = log_positions() if offsets is None else offsets
     g = torch.Generator().manual_seed(seed)
-    q, k = torch.randn(dim, generator=g, dtype=torch.float64), torch.randn(dim, generator=g, dtype=torch.float64)
+    q = torch.randn(dim, generator=g, dtype=torch.float64)
+    k = torch.randn(dim, generator=g, dtype=torch.float64)
     window_offsets = (offsets[:, None] + torch.arange(window)).flatten()
     fig, ax = _figure_axis(ax)
     for recipe in recipes:
-        drift = logit_drift(q, k, distance, window_offsets, inv_freq, recipe).abs().reshape(len(offsets), window)
+        drift = logit_drift(q, k, distance, window_offsets, inv_freq, recipe).abs()
+        drift = drift.reshape(len(offsets), window)
         color, style = _LOOK[recipe]
         ax.loglog(offsets.numpy(), (drift.amax(dim=-1) / dim**0.5).numpy(), color=color, linestyle=style,
                   label=recipe)
@@ -114,7 +107,5 @@ def plot_logit_drift(dim: int = 128, base: float = 10000.0, recipes=("float32", 
 
 
 def _figure_axis(ax):
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(10, 5.5))
-        return fig, ax
-    return ax.figure, ax
+    fig, (ax,) = figure_axes(ax, 1, (10, 5.5), "ax")
+    return fig, ax
