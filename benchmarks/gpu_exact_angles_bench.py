@@ -8,7 +8,10 @@ Modes of ``ropekit.kernels.apply_rope_qk``, each against a copy of the same byte
 * ``table``: cos/sin read from a per-token float32 table ``(1, seq, rotary_dim // 2)``;
 * ``float32``: angles computed in the kernel as one float32 product m·θ_i (``inv_freq=``);
 * ``exact``: angles computed in the kernel from 64-bit fixed-point turns
-  (``inv_freq=fixed_point_turns(...)``, ``angles="exact"``).
+  (``inv_freq=fixed_point_turns(...)``, ``angles="exact"``);
+* ``float32@table_blocks``, ``exact@table_blocks``: the same with the table mode's block
+  sizes, which the in-kernel modes used before they got their own (the docstring of
+  ``rope_triton.pick_block_sizes`` says why): the before/after of that change.
 
 Shapes: bf16 q and k with 32 query heads, 8 key heads, head_dim 128, in ropekit's
 (batch, seq, heads, head_dim) memory (``--hf`` adds Hugging Face's (batch, heads, seq,
@@ -27,6 +30,9 @@ to 2^31.
 
 Writes ``results.csv`` (speed), ``accuracy.csv``, ``host.csv``, ``meta.json`` and a
 ``README.md`` with the device, versions, date, command and the tables, into ``--out``.
+
+``--smoke`` runs every code path on tiny shapes in a few seconds, on the CPU too (with
+``TRITON_INTERPRET=1``): a check that the script works, whose numbers mean nothing.
 """
 
 import argparse
@@ -40,6 +46,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import os
+
 import torch
 import triton
 
@@ -49,7 +57,9 @@ from ropekit.kernels import apply_rope_qk, rope_triton
 
 Q_HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 SHAPES = [(4, 8192), (4, 16384)]  # q + k = 335 MB and 671 MB in bf16
-MODES = ("copy", "table", "float32", "exact")
+SMOKE_SHAPES = [(1, 4)]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+MODES = ("copy", "table", "float32", "exact", "float32@table_blocks", "exact@table_blocks")
 LAYOUTS = ("half", "paper")
 L2_FLUSH_BYTES = 256 * 2**20
 
@@ -65,6 +75,8 @@ def make_call(mode, layout, q, k, offset, seq):
     """A zero-argument function running one mode on q, k at positions offset .. offset + seq − 1."""
     if mode == "copy":
         return lambda: (q.clone(), k.clone())
+    if mode.endswith("@table_blocks"):
+        return with_table_block_sizes(make_call(mode.split("@")[0], layout, q, k, offset, seq), layout, q)
     inv_freq64, _ = rope_frequencies(HEAD_DIM, dtype=torch.float64)
     if mode == "table":
         cos, sin = rope_cos_sin(torch.arange(offset, offset + seq, device=q.device), inv_freq64.float().to(q.device))
@@ -77,14 +89,34 @@ def make_call(mode, layout, q, k, offset, seq):
     return lambda: apply_rope_qk(q, k, layout=layout, positions=offset, inv_freq=turns, angles="exact")
 
 
+def with_table_block_sizes(fn, layout, q):
+    """fn run with the block sizes the launcher picks for a cos/sin table."""
+    heads_outer = q.stride(2) > q.stride(1)
+    key = (Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, q.element_size(), layout == "paper", False, heads_outer)
+    table_sizes = rope_triton.pick_block_sizes(*key[:6], True, heads_outer)
+
+    def call():
+        own = rope_triton.BLOCK_SIZE_CACHE.get(key)
+        rope_triton.BLOCK_SIZE_CACHE[key] = table_sizes
+        try:
+            return fn()
+        finally:
+            if own is None:
+                rope_triton.BLOCK_SIZE_CACHE.pop(key)
+            else:
+                rope_triton.BLOCK_SIZE_CACHE[key] = own
+
+    return call
+
+
 def inputs(batch, seq, hf, dtype=torch.bfloat16):
-    g = torch.Generator(device="cuda").manual_seed(0)
+    g = torch.Generator(device=DEVICE).manual_seed(0)
     if hf:
-        q = torch.randn(batch, Q_HEADS, seq, HEAD_DIM, device="cuda", dtype=dtype, generator=g).transpose(1, 2)
-        k = torch.randn(batch, KV_HEADS, seq, HEAD_DIM, device="cuda", dtype=dtype, generator=g).transpose(1, 2)
+        q = torch.randn(batch, Q_HEADS, seq, HEAD_DIM, device=DEVICE, dtype=dtype, generator=g).transpose(1, 2)
+        k = torch.randn(batch, KV_HEADS, seq, HEAD_DIM, device=DEVICE, dtype=dtype, generator=g).transpose(1, 2)
     else:
-        q = torch.randn(batch, seq, Q_HEADS, HEAD_DIM, device="cuda", dtype=dtype, generator=g)
-        k = torch.randn(batch, seq, KV_HEADS, HEAD_DIM, device="cuda", dtype=dtype, generator=g)
+        q = torch.randn(batch, seq, Q_HEADS, HEAD_DIM, device=DEVICE, dtype=dtype, generator=g)
+        k = torch.randn(batch, seq, KV_HEADS, HEAD_DIM, device=DEVICE, dtype=dtype, generator=g)
     return q, k
 
 
@@ -92,6 +124,11 @@ def time_us(fn, reps, warmup=10):
     """Median GPU time of fn() in µs, each run after an L2 flush (CUDA events)."""
     for _ in range(warmup):
         fn()
+    if DEVICE != "cuda":  # --smoke on a CPU: wall clock, meaningless but exercised
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - start) / reps * 1e6
     flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
@@ -111,7 +148,7 @@ def measure_speed(args):
     rows = []
     memories = (False, True) if args.hf else (False,)
     for hf in memories:
-        for batch, seq in SHAPES:
+        for batch, seq in (SMOKE_SHAPES if args.smoke else SHAPES):
             q, k = inputs(batch, seq, hf)
             nbytes = 2 * (q.numel() + k.numel()) * q.element_size()  # read + write q and k
             for layout in LAYOUTS:
@@ -120,7 +157,7 @@ def measure_speed(args):
                     per_round = {mode: [] for mode in MODES}
                     for _ in range(args.rounds):
                         for mode in MODES:  # interleaved, so drifts of clock or temperature hit every mode
-                            per_round[mode].append(time_us(calls[mode], args.reps))
+                            per_round[mode].append(time_us(calls[mode], args.reps, warmup=1 if args.smoke else 10))
                     copy_us = statistics.median(per_round["copy"])
                     for mode in MODES:
                         us = statistics.median(per_round[mode])
@@ -129,20 +166,21 @@ def measure_speed(args):
                                          seq=seq, offset=offset, mbytes=round(nbytes / 2**20, 1), us=round(us, 2),
                                          gbps=round(nbytes / us / 1e3, 1), vs_copy=round(copy_us / us, 3),
                                          round_spread=round(spread, 4)))
-                        print(f"{rows[-1]['memory']} {layout:5s} B{batch} S{seq} offset {offset:>10}: {mode:7s} "
+                        print(f"{rows[-1]['memory']} {layout:5s} B{batch} S{seq} offset {offset:>10}: {mode:20s} "
                               f"{us:8.1f} µs  {rows[-1]['gbps']:7.1f} GB/s  {rows[-1]['vs_copy']:.3f}× copy  "
                               f"(rounds agree within {100 * spread:.1f}%)", flush=True)
             del q, k
-            torch.cuda.empty_cache()
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
     return rows
 
 
-def measure_accuracy():
+def measure_accuracy(seq=4096):
     """Largest |Δcos|, |Δsin| of the kernel's own cos/sin against float64 exact angles."""
-    rows, seq = [], 4096
+    rows = []
     inv_freq64, _ = rope_frequencies(HEAD_DIM, dtype=torch.float64)
     for layout in LAYOUTS:
-        q = torch.zeros(1, seq, 1, HEAD_DIM, device="cuda")
+        q = torch.zeros(1, seq, 1, HEAD_DIM, device=DEVICE)
         first = slice(0, HEAD_DIM // 2) if layout == "half" else slice(0, HEAD_DIM, 2)
         second = slice(HEAD_DIM // 2, HEAD_DIM) if layout == "half" else slice(1, HEAD_DIM, 2)
         q[..., first] = 1.0  # (a, b) = (1, 0) turns into (cos φ, sin φ)
@@ -152,11 +190,11 @@ def measure_accuracy():
             for mode in ("float32", "exact"):
                 if mode == "float32":
                     out, _ = apply_rope_qk(q, q.clone(), layout=layout, positions=offset,
-                                           inv_freq=inv_freq64.float().cuda())
+                                           inv_freq=inv_freq64.float().to(DEVICE))
                     cos_spec, _ = rope_cos_sin(positions, inv_freq64.float())
                 else:
                     out, _ = apply_rope_qk(q, q.clone(), layout=layout, positions=offset,
-                                           inv_freq=fixed_point_turns(inv_freq64).cuda(), angles="exact")
+                                           inv_freq=fixed_point_turns(inv_freq64).to(DEVICE), angles="exact")
                     cos_spec, _ = exact_cos_sin(positions, inv_freq64)
                 cos, sin = out[0, :, 0, first].double().cpu(), out[0, :, 0, second].double().cpu()
                 error = max((cos - cos_true).abs().max().item(), (sin - sin_true).abs().max().item())
@@ -167,6 +205,11 @@ def measure_accuracy():
     return rows
 
 
+def synchronize():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
 def measure_host(calls=500):
     """Wall-clock µs per call on a one-token shape: what the GPU waits for when work is tiny."""
     rows = []
@@ -174,16 +217,16 @@ def measure_host(calls=500):
     for layout in LAYOUTS:
         for mode in MODES:
             fn = make_call(mode, layout, q, k, 0, 1)
-            for _ in range(20):
+            for _ in range(min(20, calls)):
                 fn()
-            torch.cuda.synchronize()
+            synchronize()
             start = time.perf_counter()
             for _ in range(calls):
                 fn()
-            torch.cuda.synchronize()
+            synchronize()
             us = (time.perf_counter() - start) / calls * 1e6
             rows.append(dict(layout=layout, mode=mode, host_us_per_call=round(us, 2)))
-            print(f"host {layout:5s} {mode:7s} {us:6.1f} µs per call")
+            print(f"host {layout:5s} {mode:20s} {us:6.1f} µs per call")
     return rows
 
 
@@ -239,18 +282,22 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hf", action="store_true", help="also time Hugging Face's (batch, heads, seq, head_dim) memory")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: check that the script runs")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        sys.exit("this benchmark needs a CUDA GPU")
+    if DEVICE != "cuda" and not (args.smoke and os.environ.get("TRITON_INTERPRET") == "1"):
+        sys.exit("this benchmark needs a CUDA GPU (or --smoke with TRITON_INTERPRET=1)")
+    if args.smoke:
+        args.reps, args.rounds = 2, 1
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "device": torch.cuda.get_device_name(),
+        "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU (Triton interpreter, --smoke)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "benchmarks/gpu_exact_angles_bench.py", *(argv or sys.argv[1:])]),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "triton": triton.__version__,
+        "smoke": args.smoke,
         "ropekit": ropekit.__version__,
         "reps": args.reps,
         "rounds": args.rounds,
@@ -258,8 +305,8 @@ def main(argv=None):
     speed = measure_speed(args)
     # (q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, table, heads_outer) -> (BLOCK_S, BLOCK_HQ, BLOCK_HK, warps)
     meta["block_sizes"] = {str(key): list(config) for key, config in rope_triton.BLOCK_SIZE_CACHE.items()}
-    accuracy = measure_accuracy()
-    host = measure_host()
+    accuracy = measure_accuracy(seq=8 if args.smoke else 4096)
+    host = measure_host(calls=3 if args.smoke else 500)
     write_csv(speed, args.out / "results.csv")
     write_csv(accuracy, args.out / "accuracy.csv")
     write_csv(host, args.out / "host.csv")

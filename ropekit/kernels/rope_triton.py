@@ -182,7 +182,8 @@ def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, ta
     speed of q.clone(); k.clone() at B4 S8192 and S16384. HF's (batch, heads, seq,
     head_dim) memory is slower (0.92-0.96× in tuning runs of benchmarks/gpu_rope_tune.py,
     not committed). More warps on the same tile spread it thinner: each thread holds fewer
-    heads of a token and recomputes cos/sin more often.
+    heads of a token and recomputes cos/sin more often. When the kernel computes cos/sin
+    itself (no table), the sizes are different: see _computed_angle_block_sizes.
     """
     row = 2 * triton.next_power_of_2(rotary_dim // 2)
     if not table:
