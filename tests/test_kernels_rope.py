@@ -497,6 +497,20 @@ def test_exact_angles_backward_is_the_adjoint_of_forward(device):
     torch.testing.assert_close(lhs, rhs, rtol=1e-5, atol=1e-3)
 
 
+def test_exact_angles_under_torch_compile_take_precomputed_turns(device):
+    q, k = make_qk(device, torch.float32, 1, 3, 2, 1, 16)
+    inv_freq64, _ = ropekit.rope_frequencies(16, dtype=torch.float64)
+    turns = ropekit.fixed_point_turns(inv_freq64).to(device)
+
+    def rotate(q, k):
+        return apply_rope_qk(q, k, positions=2**31 - 2, inv_freq=turns, angles="exact")
+
+    q_out, k_out = torch.compile(rotate, fullgraph=True)(q, k)
+    cos, sin = exact_reference(2**31 - 2 + torch.arange(3), inv_freq64)
+    assert_exact_close(q_out, q, cos[None], sin[None], "half", torch.float32)
+    assert_exact_close(k_out, k, cos[None], sin[None], "half", torch.float32)
+
+
 def test_exact_angles_refuse_what_they_cannot_use(device):
     q, k = make_qk(device, torch.float32, 1, 2, 1, 1, 8)
     inv_freq, cos, sin = table(device, 2, 8)
