@@ -204,19 +204,22 @@ def _computed_angle_block_sizes(q_heads, k_heads, row):
     Why the table's sizes are wrong here. cos/sin live in registers laid out like the tile
     that uses them, and each thread computes the entries of the columns it holds. With the
     table's sizes (one token; 32 q heads and 8 k heads per block for a 32 + 8 head model)
-    every (token, pair) is computed by all the threads that hold other heads of that token
-    (16 of them), and twice over, because the q and k tiles have different shapes and so
-    different layouts. Compiled for sm_90 (triton 3.9, bf16, head_dim 128, half layout),
-    that program has 6521 SASS instructions for one token, against 873 reading a table:
-    libdevice's sinf/cosf, repeated: our explanation of the ~0.84× of a copy that issue 15
-    reports for float32 in-kernel angles in the half layout on the H200, below table mode.
+    every (token, pair) is computed by all the threads that hold other heads of that token,
+    and twice over, because the q and k tiles have different shapes and so
+    different layouts. Compiled for sm_90 (bf16, 32 + 8 heads, head_dim 128, half layout),
+    that program runs 2312 SASS instructions per token with triton 3.6 (3256 with triton
+    3.9) against 432 reading a table: libdevice's sinf/cosf, repeated. This is our
+    explanation of the ~0.84× of a copy that issue 15 reports for float32 in-kernel angles
+    in the half layout on the H200, below table mode.
 
     So here q and k share one head block (one layout: cos/sin computed once per thread)
     of at most 4 heads, and a program takes more tokens instead (4096-element tiles), so
-    the threads of a head block hold different tokens rather than the same one. The same
-    compilation gives 1419 instructions per token for float32 angles and 505 for exact
-    angles (table mode: 873 with its own sizes). The speed itself is measured by
-    benchmarks/gpu_exact_angles_bench.py.
+    the threads of a head block hold different tokens rather than the same one: 397
+    instructions per token for float32 angles and 253 for exact ones with triton 3.6 (709
+    and 252 with 3.9), at or below the table's 432. Counts from
+    benchmarks/kernel_instruction_counts.py, committed in
+    benchmarks/results/sm90-instruction-counts/. Instruction counts are not speed:
+    benchmarks/gpu_exact_angles_bench.py measures that, before and after this choice.
     """
     block_h = min(4, triton.next_power_of_2(min(q_heads, k_heads)))
     block_s = min(64, max(1, 4096 // (row * block_h)))
