@@ -32,7 +32,7 @@ import math
 import torch
 
 from .frequencies import rope_frequencies
-from .reference import rope_cos_sin
+from .reference import apply_rope, rope_cos_sin
 
 
 def image_grid_positions(height: int, width: int) -> torch.Tensor:
@@ -114,6 +114,32 @@ def mixed_cos_sin(positions: torch.Tensor, freqs: torch.Tensor):
     dtype = torch.promote_types(freqs.dtype, torch.float32)
     angles = torch.einsum("sa,hpa->shp", positions.to(dtype), freqs.to(dtype))
     return angles.cos(), angles.sin()
+
+
+def grid_scores(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, height: int, width: int,
+                query_index: int | None = None) -> torch.Tensor:
+    """The score of one query patch with a key at every patch of the grid: a 2-D picture of
+    which offsets a head prefers.
+
+    Args:
+        q, k: ``(head_dim,)`` one query and one key vector.
+        cos, sin: ``(height·width, head_dim // 2)`` angles of every patch (one head), from
+            :func:`axial_cos_sin` or ``mixed_cos_sin(...)[..., h, :]``.
+        query_index: the query's patch (default: the centre of the grid).
+
+    Returns:
+        float ``(height, width)``: entry (y, x) is R(p_q) q · R(p_(x, y)) k, which depends
+        only on p_(x, y) − p_q. Lesson 08 draws it.
+    """
+    n = height * width
+    if cos.shape != (n, q.shape[-1] // 2) or q.shape != k.shape or q.dim() != 1:
+        raise ValueError(f"q and k must be (head_dim,) and cos/sin (height·width, head_dim // 2) = "
+                         f"({n}, {q.shape[-1] // 2}), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(cos.shape)}")
+    if query_index is None:
+        query_index = (height // 2) * width + width // 2
+    q_rot = apply_rope(q.expand(1, -1), cos[query_index:query_index + 1], sin[query_index:query_index + 1], "paper")
+    k_rot = apply_rope(k.expand(n, -1), cos, sin, "paper")
+    return (k_rot @ q_rot[0]).reshape(height, width)
 
 
 def _check_head_dim(head_dim):

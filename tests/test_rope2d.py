@@ -169,3 +169,19 @@ def test_rope_mixed_sees_diagonals_that_axial_cannot():
     cos_ma, _ = rope2d.mixed_cos_sin(a, freqs)
     cos_mb, _ = rope2d.mixed_cos_sin(b, freqs)
     assert (cos_ma - cos_mb).abs().max() > 0.1
+
+
+def test_grid_scores_are_the_dot_products_and_shift_with_the_query():
+    torch.manual_seed(6)
+    head_dim, height, width = 16, 5, 7
+    q, k = torch.randn(head_dim, dtype=torch.float64), torch.randn(head_dim, dtype=torch.float64)
+    pos = rope2d.image_grid_positions(height, width).double()
+    cos, sin = rope2d.axial_cos_sin(pos, rope2d.axial_frequencies(head_dim))
+    grid = rope2d.grid_scores(q, k, cos, sin, height, width, query_index=0)
+    angles = paper_axial_angles(head_dim, height, width)
+    expected = rotate_complex(k.expand(height * width, -1), angles) @ q  # query at (0, 0): no rotation
+    torch.testing.assert_close(grid.reshape(-1).double(), expected, rtol=1e-5, atol=1e-5)
+    moved = rope2d.grid_scores(q, k, cos, sin, height, width, query_index=width + 1)  # query at (1, 1)
+    torch.testing.assert_close(moved[1:, 1:], grid[:-1, :-1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="cos/sin \\(height·width, head_dim // 2\\)"):
+        rope2d.grid_scores(q, k, cos[:3], sin[:3], height, width)
