@@ -118,13 +118,16 @@ def plot_mrope_pair_axes(inv_freq: torch.Tensor, patterns: Mapping[str, tuple], 
 
 
 @styled
-def plot_pair_scores(scores: Mapping[str, torch.Tensor], distances: torch.Tensor, *, axes=None):
+def plot_pair_scores(scores: Mapping[str, torch.Tensor], distances: torch.Tensor, *, label="mean s_i(r)",
+                     axes=None):
     """Heatmaps of the per-pair score terms s_i(r) over the distance r, one panel per
     frequency schedule (from :func:`ropekit.pairs.pair_scores`, averaged by the caller).
 
     Args:
         scores: title → ``(n_dist, pairs)``; rows are drawn as distances, columns as pairs.
-        distances: ``(n_dist,)`` the r of each row.
+        distances: ``(n_dist,)`` the r of each row (any spacing: each row is one column
+            of the picture, labelled with its r).
+        label: what the colour means.
     """
     if axes is None:
         fig, axes = plt.subplots(1, len(scores), figsize=(5.5 * len(scores), 4.6), squeeze=False, sharey=True)
@@ -141,7 +144,7 @@ def plot_pair_scores(scores: Mapping[str, torch.Tensor], distances: torch.Tensor
         ax.set_title(title)
         ax.set_ylabel("pair i (fast → slow)")
         ax.grid(False)
-        fig.colorbar(image, ax=ax, shrink=0.85, label="mean s_i(r)")
+        fig.colorbar(image, ax=ax, shrink=0.85, label=label)
     return fig
 
 
