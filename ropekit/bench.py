@@ -354,7 +354,7 @@ def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, 
     inv_freq = rope_frequencies(head_dim)[0].to(device)
     rows = []
     for batch, seq in shapes:
-        q, k, v = (torch.randn(batch, heads, seq, head_dim, device=device, dtype=dtype) for _ in range(3))
+        q, k, v = (torch.randn(batch, seq, heads, head_dim, device=device, dtype=dtype) for _ in range(3))
         reference_out = None
         shape_rows = []
         for provider in providers:
@@ -393,9 +393,11 @@ def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, 
 
 def _rerope_fn(provider, q, k, v, inv_freq, window):
     if provider == "sdpa_rope":
-        cos, sin = rope_cos_sin(torch.arange(q.shape[-2], device=q.device), inv_freq)
-        q_rot, k_rot = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        return lambda: torch.nn.functional.scaled_dot_product_attention(q_rot, k_rot, v, is_causal=True)
+        # SDPA takes (batch, heads, seq, head_dim): rotate, then hand it the transposed views
+        cos, sin = rope_cos_sin(torch.arange(q.shape[1], device=q.device), inv_freq)
+        q_rot, k_rot = apply_rope(q, cos[:, None], sin[:, None]), apply_rope(k, cos[:, None], sin[:, None])
+        q_rot, k_rot, v_heads = q_rot.transpose(1, 2), k_rot.transpose(1, 2), v.transpose(1, 2)
+        return lambda: torch.nn.functional.scaled_dot_product_attention(q_rot, k_rot, v_heads, is_causal=True).transpose(1, 2)
     module = "ropekit.attention" if provider == "reference" else "ropekit.kernels"
     rerope = import_module(module).rerope_attention
     return lambda: rerope(q, k, v, inv_freq, window, causal=True)

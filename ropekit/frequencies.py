@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from .checks import check_dim, is_real
+
 SCALINGS = (None, "linear", "ntk", "dynamic", "yarn", "llama3", "longrope", "proportional")
 
 
@@ -80,7 +82,7 @@ def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None
         >>> inv_freq, att = rope_frequencies(128, 500000.0, "llama3", factor=8.0,
         ...     low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192)
     """
-    _check_dim(dim)
+    check_dim(dim)
     if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1:
         raise ValueError(f"base must be a number greater than 1, got {base!r}")
     if scaling not in SCALINGS:
@@ -212,8 +214,9 @@ def _proportional(dim, base, exponents, p):
     fraction = p.get("partial_rotary_factor")
     if fraction is None:
         raise TypeError("rope_frequencies(scaling='proportional') needs the parameter 'partial_rotary_factor'")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+    if not is_real(fraction) or not 0 <= float(fraction) <= 1:
         raise ValueError(f"partial_rotary_factor must be a number in [0, 1], got {fraction!r}")
+    fraction = float(fraction)
     factor = _factor(p) if p.get("factor") is not None else 1.0
     rotated = int(fraction * dim // 2)  # the same rounding as transformers
     inv_freq = base**-exponents
@@ -250,11 +253,6 @@ _PARAMS = {
 
 
 # --- argument checks -----------------------------------------------------------------
-
-
-def _check_dim(dim):
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0 or dim % 2:
-        raise ValueError(f"dim must be a positive even integer (features come in pairs), got {dim!r}")
 
 
 def _check_ntk_dim(dim):

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import torch
 
+from .checks import integer, real
+
 
 def irope_rope_layers(n_layers: int, nope_interval: int = 4) -> list[bool]:
     """Which layers use RoPE: True for layer ℓ unless (ℓ + 1) % nope_interval == 0.
 
     The same list as transformers' ``Llama4TextConfig.no_rope_layers`` (1 = uses RoPE).
     """
-    for name, n in (("n_layers", n_layers), ("nope_interval", nope_interval)):
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    n_layers, nope_interval = integer(n_layers, "n_layers", 1), integer(nope_interval, "nope_interval", 1)
     return [(layer + 1) % nope_interval != 0 for layer in range(n_layers)]
 
 
@@ -48,10 +48,8 @@ def irope_temperature(positions, floor_scale: int = 8192, attn_scale: float = 0.
         positions = torch.arange(positions)
     if not isinstance(positions, torch.Tensor) or positions.is_floating_point() or positions.dtype == torch.bool:
         raise ValueError(f"positions must be an integer tensor or an int, got {positions!r:.80}")
-    if isinstance(floor_scale, bool) or not isinstance(floor_scale, int) or floor_scale <= 0:
-        raise ValueError(f"floor_scale must be a positive integer, got {floor_scale!r}")
-    if isinstance(attn_scale, bool) or not isinstance(attn_scale, (int, float)) or not attn_scale >= 0:
-        raise ValueError(f"attn_scale must be a non-negative number, got {attn_scale!r}")
+    floor_scale = integer(floor_scale, "floor_scale", 1)
+    attn_scale = real(attn_scale, "attn_scale", at_least=0.0)
     steps = torch.floor((positions.float() + 1.0) / floor_scale)
     return torch.log1p(steps) * attn_scale + 1.0
 

@@ -195,9 +195,8 @@ def apply_mrope(x: torch.Tensor, position_ids: torch.Tensor, inv_freq: torch.Ten
     return apply_rope(x, cos[:, :, None], sin[:, :, None], layout)
 
 
-def apply_mrope_qk(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, sections,
-                   interleaved: bool = False, layout: str = "half", attention_factor: float = 1.0,
-                   inplace: bool = False):
+def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layout="half", attention_factor=1.0,
+                   inplace=False):
     """The plain-torch twin of :func:`ropekit.kernels.apply_mrope_qk`: M-RoPE on q and k.
 
     Args:

@@ -31,6 +31,7 @@ import math
 
 import torch
 
+from .checks import describe, integer
 from .frequencies import rope_frequencies
 from .reference import apply_rope, rope_cos_sin
 
@@ -38,9 +39,7 @@ from .reference import apply_rope, rope_cos_sin
 def image_grid_positions(height: int, width: int) -> torch.Tensor:
     """``(height·width, 2)`` float32 (x, y) of the patches in row-major order: patch t is at
     x = t mod width, y = ⌊t / width⌋ (rope-vit's ``init_t_xy``). Lesson 08."""
-    for name, n in (("height", height), ("width", width)):
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    height, width = integer(height, "height", 1), integer(width, "width", 1)
     t = torch.arange(height * width)
     return torch.stack((t % width, t // width), dim=-1).to(torch.float32)
 
@@ -83,8 +82,7 @@ def mixed_frequencies(head_dim: int, heads: int, base: float = 10.0, generator: 
         float32 ``(heads, head_dim // 2, 2)``: the (f^x, f^y) of every head and pair.
     """
     _check_head_dim(head_dim)
-    if isinstance(heads, bool) or not isinstance(heads, int) or heads <= 0:
-        raise ValueError(f"heads must be a positive integer, got {heads!r}")
+    heads = integer(heads, "heads", 1)
     magnitude = axial_frequencies(head_dim, base).double()
     alpha = torch.rand(heads, 1, generator=generator, dtype=torch.float64) * 2 * math.pi
     directions = torch.cat((alpha.expand(-1, len(magnitude)), (alpha + math.pi / 2).expand(-1, len(magnitude))), -1)
@@ -107,10 +105,10 @@ def mixed_cos_sin(positions: torch.Tensor, freqs: torch.Tensor):
         ``apply_rope(x, cos, sin, layout="paper")``. Lesson 08.
     """
     if not isinstance(freqs, torch.Tensor) or freqs.dim() != 3 or not freqs.is_floating_point():
-        raise ValueError(f"freqs must be a floating-point (heads, pairs, n_axes) tensor, got {_describe(freqs)}")
+        raise ValueError(f"freqs must be a floating-point (heads, pairs, n_axes) tensor, got {describe(freqs)}")
     if not isinstance(positions, torch.Tensor) or positions.dim() != 2 or positions.shape[-1] != freqs.shape[-1]:
         raise ValueError(f"positions must be a (seq, n_axes) tensor with n_axes = freqs.shape[-1] = "
-                         f"{freqs.shape[-1]}, got {_describe(positions)}")
+                         f"{freqs.shape[-1]}, got {describe(positions)}")
     dtype = torch.promote_types(freqs.dtype, torch.float32)
     angles = torch.einsum("sa,hpa->shp", positions.to(dtype), freqs.to(dtype))
     return angles.cos(), angles.sin()
@@ -149,8 +147,4 @@ def _check_head_dim(head_dim):
 
 def _check_positions(positions):
     if not isinstance(positions, torch.Tensor) or positions.dim() < 1 or positions.shape[-1] != 2:
-        raise ValueError(f"positions must be a (..., 2) tensor of (x, y), got {_describe(positions)}")
-
-
-def _describe(t):
-    return f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"positions must be a (..., 2) tensor of (x, y), got {describe(positions)}")

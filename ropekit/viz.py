@@ -32,7 +32,7 @@ import torch
 from matplotlib.axes import Axes
 
 from .frequencies import SCALINGS, rope_frequencies, wavelengths
-from .attention import SCHEMES, _scheme_options, attention_logits, relative_position_matrix
+from .attention import SCHEMES, attention_logits, relative_position_matrix, scheme_options
 from .reference import LAYOUTS, apply_rope, rope_cos_sin, rope_decay_bound, rotation_matrix
 from .viz_style import (
     ACCENT,
@@ -353,7 +353,7 @@ def plot_relative_positions(length: int = 8, schemes=("rope", "pi", "rerope", "l
     inside = distance < (window if window is not None else length)
     norm = plt.Normalize(0, max(length - 1, 1))
     for a, scheme in zip(axes, schemes):
-        P = relative_position_matrix(length, scheme, **_scheme_options(scheme, window, factor)).numpy()
+        P = relative_position_matrix(length, scheme, **scheme_options(scheme, window, factor)).numpy()
         kept = a.imshow(np.ma.masked_where(~inside | np.isnan(P), P), cmap=INSIDE_WINDOW, norm=norm)
         changed = a.imshow(np.ma.masked_where(inside | np.isnan(P), P), cmap=BEYOND_WINDOW, norm=norm)
         a.grid(False)

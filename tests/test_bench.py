@@ -189,7 +189,7 @@ def test_progress_falls_back_to_plain_prints(monkeypatch, capsys):
 def test_rerope_adapters_agree_with_the_reference(device):
     attention = pytest.importorskip("ropekit.attention")
     torch.manual_seed(0)
-    q, k, v = (torch.randn(1, 2, 12, 32, device=device) for _ in range(3))
+    q, k, v = (torch.randn(1, 12, 2, 32, device=device) for _ in range(3))
     inv_freq = ropekit.rope_frequencies(32)[0].to(device)
     # With the window covering every distance, ReRoPE is plain RoPE attention: SDPA on
     # rotated q and k must give the reference's output.

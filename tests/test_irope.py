@@ -72,7 +72,7 @@ def test_nope_layer_matches_llama4_attention(past):
         (lambda: irope.irope_rope_layers(4, nope_interval=0), "nope_interval must be a positive integer"),
         (lambda: irope.irope_temperature(torch.tensor([0.5])), "positions must be an integer tensor"),
         (lambda: irope.irope_temperature(4, floor_scale=0), "floor_scale must be a positive integer"),
-        (lambda: irope.irope_temperature(4, attn_scale=-1.0), "attn_scale must be a non-negative number"),
+        (lambda: irope.irope_temperature(4, attn_scale=-1.0), "attn_scale must be a finite number >= 0"),
         (lambda: irope.irope_scale_queries(torch.ones(2, 3, 4), 3), r"q must be a floating-point \(batch"),
         (lambda: irope.irope_scale_queries(torch.ones(1, 3, 2, 4), 4), r"positions must have shape \(seq,\)"),
     ],

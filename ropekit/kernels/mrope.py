@@ -36,8 +36,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ..checks import LAYOUTS, describe, is_real
 from ..mrope import check_mrope_positions, check_sections, mrope_pair_axes
-from ..reference import LAYOUTS
+from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides
 
 # --- the kernel ------------------------------------------------------------------------------
 
@@ -138,9 +139,6 @@ def _mrope_qk_kernel(
 
 # --- the launcher -------------------------------------------------------------------------------
 
-_INTERPRETED = type(_mrope_qk_kernel).__name__ == "InterpretedFunction"
-
-
 @functools.lru_cache(maxsize=None)
 def _pick_config(q_heads, k_heads, head_dim, rotary_dim, itemsize, heads_outer):
     """Block sizes: tiles of about 4096 elements at 4 warps, one program moving about 16 KB
@@ -164,8 +162,8 @@ def _launch(q, k, q_out, k_out, positions, inv_freq, sections, interleaved, layo
         return
     half = inv_freq.shape[0]
     rotary_dim = 2 * half
-    (q_sb, q_ss, q_sh, _), (qo_sb, qo_ss, qo_sh, _) = q.stride(), q_out.stride()
-    (k_sb, k_ss, k_sh, _), (ko_sb, ko_ss, ko_sh, _) = k.stride(), k_out.stride()
+    (q_sb, q_ss, q_sh, _), (qo_sb, qo_ss, qo_sh, _) = qkv_strides(q), qkv_strides(q_out)
+    (k_sb, k_ss, k_sh, _), (ko_sb, ko_ss, ko_sh, _) = qkv_strides(k), qkv_strides(k_out)
     pos_sa, pos_sb, pos_ss = positions.stride()
     if positions.shape[1] == 1:
         pos_sb = 0
@@ -283,9 +281,6 @@ def _unit_feature_stride(t):
 # --- argument checks ---------------------------------------------------------------------------
 # Only Python attributes of the tensors (shape, stride, dtype, device): no .item(), no sync.
 
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
 @functools.lru_cache(maxsize=None)
 def _checked_sections(sections, interleaved, half):
     values = check_sections(sections)
@@ -298,13 +293,13 @@ def _checked_sections(sections, interleaved, half):
 def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inplace):
     if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor):
         raise TypeError(f"q and k must be tensors, got {type(q).__name__} and {type(k).__name__}")
-    if q.dtype not in _DTYPES:
+    if q.dtype not in KERNEL_DTYPES:
         raise TypeError(f"q must be float16, bfloat16 or float32 (the kernel computes in float32), got {q.dtype}; "
                         "for float64 use the reference ropekit.mrope.apply_mrope_qk")
     if k.dtype != q.dtype:
         raise TypeError(f"q and k must have the same dtype, got {q.dtype} and {k.dtype}")
     device = q.device
-    if not q.is_cuda and not (_INTERPRETED and q.is_cpu):
+    if not q.is_cuda and not (INTERPRETED and q.is_cpu):
         raise ValueError(f"ropekit.kernels.apply_mrope_qk runs Triton kernels on CUDA tensors, got q on {device}. "
                          "Use ropekit.mrope.apply_mrope_qk on this device, or set TRITON_INTERPRET=1 before triton "
                          "is imported to run the kernel in Triton's (slow) interpreter on the CPU.")
@@ -320,9 +315,9 @@ def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_f
                          f"{positions.device}")
     if (not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1 or not inv_freq.is_floating_point()
             or inv_freq.device != device):
-        got = f"{inv_freq.dtype} {tuple(inv_freq.shape)} on {inv_freq.device}" if isinstance(inv_freq, torch.Tensor) \
-            else type(inv_freq).__name__
-        raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {device}, got {got}")
+        where = f" on {inv_freq.device}" if isinstance(inv_freq, torch.Tensor) else ""
+        raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {device}, "
+                         f"got {describe(inv_freq)}{where}")
     if inv_freq.requires_grad and torch.is_grad_enabled():
         raise ValueError("apply_mrope_qk gives no gradient for inv_freq: pass inv_freq.detach()")
     half = inv_freq.shape[0]
@@ -334,8 +329,8 @@ def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_f
         raise ValueError(f"sections must be three non-negative integers (n_t, n_h, n_w), got {sections!r}") from None
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'paper' or 'half', got {layout!r}")
-    if isinstance(attention_factor, bool) or not isinstance(attention_factor, (int, float)):
-        raise TypeError(f"attention_factor must be a float, got {attention_factor!r}")
+    if not is_real(attention_factor):
+        raise TypeError(f"attention_factor must be a real number, got {attention_factor!r}")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be True or False, got {inplace!r}")
     if inplace:
