@@ -30,6 +30,7 @@ import itertools
 
 import torch
 
+from .checks import check_mrope_positions, check_sections
 from .reference import apply_rope, rope_cos_sin
 
 AXES = ("t", "h", "w")
@@ -130,17 +131,13 @@ def mrope_pair_axes(sections, interleaved: bool = False) -> torch.Tensor:
     Returns:
         int64 ``(rotary_dim // 2,)``.
     """
-    n_t, n_h, n_w = check_sections(sections)
+    n_t, n_h, n_w = check_sections(sections, interleaved)
     if not interleaved:
         return torch.repeat_interleave(torch.arange(3), torch.tensor([n_t, n_h, n_w]))
     i = torch.arange(n_t + n_h + n_w)
     axes = torch.zeros_like(i)
     axes[(i % 3 == 1) & (i < 3 * n_h)] = 1
     axes[(i % 3 == 2) & (i < 3 * n_w)] = 2
-    counts = [int((axes == a).sum()) for a in range(3)]
-    if counts != [n_t, n_h, n_w]:
-        raise ValueError(f"interleaved sections {list(sections)} do not fit: cycling t, h, w over "
-                         f"{len(i)} pairs gives {counts} pairs per axis")
     return axes
 
 
@@ -163,9 +160,8 @@ def mrope_cos_sin(position_ids: torch.Tensor, inv_freq: torch.Tensor, sections, 
         :func:`ropekit.rope_cos_sin` of each axis, then one axis picked per pair.
     """
     check_mrope_positions(position_ids)
+    check_sections(sections, interleaved, inv_freq.shape[-1])
     axes = mrope_pair_axes(sections, interleaved).to(position_ids.device)
-    if axes.shape[0] != inv_freq.shape[-1]:
-        raise ValueError(f"sections must sum to len(inv_freq) = {inv_freq.shape[-1]}, got {list(sections)}")
     cos3, sin3 = rope_cos_sin(position_ids, inv_freq, attention_factor)  # (3, batch, seq, r/2)
     index = axes.expand(1, *cos3.shape[1:])
     return cos3.gather(0, index)[0], sin3.gather(0, index)[0]
@@ -223,30 +219,7 @@ def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layou
     return q_out, k_out
 
 
-# --- argument checks (shared with the kernel) ----------------------------------------------
-
-
-def check_sections(sections):
-    """Return sections as three non-negative ints, or raise naming what was expected."""
-    try:
-        values = [int(s) for s in sections]
-        ok = len(values) == 3 and all(v == s and v >= 0 for v, s in zip(values, sections)) and sum(values) > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"sections must be three non-negative integers (n_t, n_h, n_w) with a positive sum, "
-                         f"got {sections!r}")
-    return values
-
-
-def check_mrope_positions(positions, batch=None, seq=None):
-    """positions must be an integer ``(3, batch or 1, seq)`` tensor."""
-    if (not isinstance(positions, torch.Tensor) or positions.dim() != 3 or positions.shape[0] != 3
-            or positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool):
-        got = f"{positions.dtype} {tuple(positions.shape)}" if isinstance(positions, torch.Tensor) else type(positions).__name__
-        raise ValueError(f"positions must be an integer (3, batch, seq) tensor of (t, h, w) ids, got {got}")
-    if batch is not None and (positions.shape[1] not in (1, batch) or positions.shape[2] != seq):
-        raise ValueError(f"positions must have shape (3, {batch} or 1, {seq}), got {tuple(positions.shape)}")
+# --- argument checks ---------------------------------------------------------------------------
 
 
 def _check_x(x, name):

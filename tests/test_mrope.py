@@ -231,3 +231,24 @@ def test_position_id_mistakes_are_named():
         mrope.mrope_position_ids(prompt((I, 1),), torch.tensor([[1, 3, 2]]), spatial_merge_size=2)
     with pytest.raises(ValueError, match="token_types must hold only"):
         mrope.mrope_position_ids(torch.tensor([[0, 3]]))
+
+
+def test_the_interleave_fit_rule_agrees_with_counting_the_cycle():
+    """checks.check_sections accepts interleaved sections exactly when cycling t, h, w over
+    the pairs (Qwen3-VL's rule, counted here pair by pair) gives each axis its count."""
+    from ropekit.checks import check_sections
+
+    for total in range(1, 13):
+        for n_h in range(total + 1):
+            for n_w in range(total + 1 - n_h):
+                n_t = total - n_h - n_w
+                counts = [0, 0, 0]
+                for i in range(total):
+                    counts[1 if i % 3 == 1 and i < 3 * n_h else 2 if i % 3 == 2 and i < 3 * n_w else 0] += 1
+                fits = counts == [n_t, n_h, n_w]
+                try:
+                    check_sections((n_t, n_h, n_w), interleaved=True)
+                    accepted = True
+                except ValueError:
+                    accepted = False
+                assert accepted == fits, (n_t, n_h, n_w, counts)

@@ -36,8 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..checks import LAYOUTS, describe, is_real
-from ..mrope import check_mrope_positions, check_sections, mrope_pair_axes
+from ..checks import LAYOUTS, check_mrope_positions, check_sections, describe, is_real
 from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides
 
 # --- the kernel ------------------------------------------------------------------------------
@@ -281,15 +280,6 @@ def _unit_feature_stride(t):
 # --- argument checks ---------------------------------------------------------------------------
 # Only Python attributes of the tensors (shape, stride, dtype, device): no .item(), no sync.
 
-@functools.lru_cache(maxsize=None)
-def _checked_sections(sections, interleaved, half):
-    values = check_sections(sections)
-    if sum(values) != half:
-        raise ValueError(f"sections must sum to len(inv_freq) = {half}, got {list(sections)}")
-    mrope_pair_axes(values, interleaved)  # raises when an interleave does not fit
-    return tuple(values)
-
-
 def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inplace):
     if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor):
         raise TypeError(f"q and k must be tensors, got {type(q).__name__} and {type(k).__name__}")
@@ -323,10 +313,7 @@ def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_f
     half = inv_freq.shape[0]
     if not 0 < 2 * half <= q.shape[3]:
         raise ValueError(f"rotary_dim = 2·len(inv_freq) = {2 * half} must be between 2 and head_dim ({q.shape[3]})")
-    try:
-        sections = _checked_sections(tuple(sections), bool(interleaved), half)
-    except TypeError:
-        raise ValueError(f"sections must be three non-negative integers (n_t, n_h, n_w), got {sections!r}") from None
+    sections = check_sections(sections, bool(interleaved), half)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'paper' or 'half', got {layout!r}")
     if not is_real(attention_factor):
