@@ -204,3 +204,42 @@ def test_inplace_on_a_leaf_that_requires_grad_is_refused_before_writing(device):
     with pytest.raises(ValueError, match="inplace=True cannot overwrite q, a leaf that requires grad"):
         apply_mrope_qk(q, k, positions, inv_freq, (2, 1, 1), inplace=True)
     assert torch.equal(q.detach(), before)
+
+
+# --- torch.compile -----------------------------------------------------------------------------------
+
+
+def test_torch_compile_fullgraph_gives_the_eager_result(device):
+    """fullgraph=True raises on any graph break; forward and gradients equal eager mode."""
+    batch, seq, q_heads, kv_heads, head_dim = SHAPE
+    q, k, positions, inv_freq = make_case(device, torch.float32, *SHAPE, hf_layout=True)
+    w = torch.randn(head_dim, head_dim, generator=torch.Generator().manual_seed(10)).to(device) / head_dim**0.5
+    w.requires_grad_()
+
+    def model(q, k, w):
+        q_rot, k_rot = apply_mrope_qk(q @ w, k @ w, positions, inv_freq, INTERLEAVED_SECTIONS, True)
+        k_again, _ = apply_mrope_qk(k @ w, k * 1.0, positions, inv_freq, SECTIONS, inplace=True)
+        return (q_rot[:, :, :kv_heads] * k_rot).sum() + (k_again ** 2 * k_rot).sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="inductor" if CUDA else "aot_eager")
+    out = compiled(q, k, w)
+    (grad,) = torch.autograd.grad(out, w)
+    out_eager = model(q, k, w)
+    (grad_eager,) = torch.autograd.grad(out_eager, w)
+    torch.testing.assert_close(out, out_eager, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(grad, grad_eager, rtol=1e-5, atol=1e-4)
+
+
+def test_custom_op_passes_torch_library_opcheck(device):
+    q, k, positions, inv_freq = make_case(device, torch.float32, 2, 3, 2, 1, 8)
+    args = (q.requires_grad_(), k, positions, inv_freq, [2, 1, 1], False, "half", 1.0, False)
+    torch.library.opcheck(torch.ops.ropekit.mrope_qk.default, args,
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+def test_empty_sequence_returns_empty_tensors(device):
+    q, k, positions, inv_freq = make_case(device, torch.float32, 2, 0, 2, 1, 8)
+    q_out, k_out = apply_mrope_qk(q, k, positions, inv_freq, (2, 1, 1))
+    q_ref, k_ref = mrope.apply_mrope_qk(q, k, positions, inv_freq, (2, 1, 1))
+    assert q_out.shape == q_ref.shape == (2, 0, 2, 8) and k_out.shape == k_ref.shape == (2, 0, 1, 8)

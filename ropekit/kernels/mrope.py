@@ -220,6 +220,11 @@ def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layou
     q, k, positions, inv_freq, sections, layout, attention_factor = _check(
         q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inplace)
     spec = (positions, inv_freq, sections, bool(interleaved), layout, attention_factor)
+    if torch.compiler.is_compiling():
+        # torch.compile sees one custom op (no graph break); in place = out of place + copy.
+        q_out, k_out = torch.ops.ropekit.mrope_qk(q, k, positions, inv_freq, list(sections), bool(interleaved),
+                                                  layout, attention_factor, False)
+        return (q.copy_(q_out), k.copy_(k_out)) if inplace else (q_out, k_out)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
         q_out, k_out = _MRopeQK.apply(q, k, *spec)
         if inplace:
@@ -269,6 +274,37 @@ class _MRopeInverse(torch.autograd.Function):
     @staticmethod
     def backward(ctx, ddq, ddk):
         return *_MRopeQK.apply(ddq, ddk, *ctx.spec), *(None for _ in ctx.spec)
+
+
+# --- the custom op that torch.compile sees ------------------------------------------------------
+
+
+@torch.library.custom_op("ropekit::mrope_qk", mutates_args=())
+def _mrope_qk_op(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor,
+                 sections: list[int], interleaved: bool, layout: str, attention_factor: float,
+                 inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    q_out, k_out = torch.empty_like(q), torch.empty_like(k)
+    _launch(q, k, q_out, k_out, positions, inv_freq, tuple(sections), interleaved, layout, attention_factor, inverse)
+    return q_out, k_out
+
+
+@_mrope_qk_op.register_fake
+def _(q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inverse):
+    return torch.empty_like(q), torch.empty_like(k)
+
+
+def _op_setup_context(ctx, inputs, output):
+    ctx.spec = inputs[2:]
+
+
+def _op_backward(ctx, dq_out, dk_out):
+    *spec, inverse = ctx.spec
+    dq, dk = torch.ops.ropekit.mrope_qk(_unit_feature_stride(dq_out), _unit_feature_stride(dk_out), *spec,
+                                        not inverse)
+    return (dq, dk) + (None,) * 7
+
+
+_mrope_qk_op.register_autograd(_op_backward, setup_context=_op_setup_context)
 
 
 def _unit_feature_stride(t):
