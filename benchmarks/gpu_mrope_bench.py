@@ -8,6 +8,8 @@ position ids:
 * ``copy``: ``q.clone(); k.clone()``, the yardstick: RoPE is bound by memory, and a kernel
   that reads q and k once and writes them once cannot beat a copy of the same bytes;
 * ``ropekit``: ``ropekit.kernels.apply_mrope_qk``, one launch for q and k;
+* ``ropekit-1d``: ``ropekit.kernels.apply_rope_qk`` with in-kernel angles from the t ids
+  alone (plain 1-D RoPE, for what the three axes cost on top);
 * ``eager``: the transformers formula as a Qwen-VL model runs it: the text rotary
   embedding's cos/sin from the position ids (``Qwen2VLTextRotaryEmbedding`` or
   ``Qwen3VLTextRotaryEmbedding``), then ``apply_rotary_pos_emb``;
@@ -85,7 +87,7 @@ def make_inputs(model, batch, seq, dtype=torch.bfloat16):
 
 
 def providers(model):
-    from ropekit.kernels import apply_mrope_qk
+    from ropekit.kernels import apply_mrope_qk, apply_rope_qk
 
     _, _, _, sections, interleaved, _ = MODELS[model]
     rotary, apply_rotary_pos_emb = hf_functions(model)
@@ -98,6 +100,7 @@ def providers(model):
     return {
         "copy": lambda q, k, p, f: (q.clone(), k.clone()),
         "ropekit": lambda q, k, p, f: apply_mrope_qk(q, k, p, f, sections, interleaved),
+        "ropekit-1d": lambda q, k, p, f: apply_rope_qk(q, k, positions=p[0], inv_freq=f),
         "eager": hf,
         "compile": compiled,
     }

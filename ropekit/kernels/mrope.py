@@ -214,8 +214,9 @@ def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layou
         ``(q_out, k_out)`` of q's and k's shapes and dtype. Differentiable in q and k: the
         backward is this kernel rotating the gradient by −φ.
 
-    CUDA tensors; CPU tensors under ``TRITON_INTERPRET=1``. The plain-torch twin with the
-    same arguments is :func:`ropekit.mrope.apply_mrope_qk`. Lesson 08.
+    CUDA tensors; CPU tensors under ``TRITON_INTERPRET=1``. Under ``torch.compile`` the call
+    is one custom op (``torch.ops.ropekit.mrope_qk``), so the graph does not break. The
+    plain-torch twin with the same arguments is :func:`ropekit.mrope.apply_mrope_qk`. Lesson 08.
     """
     q, k, positions, inv_freq, sections, layout, attention_factor = _check(
         q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inplace)
