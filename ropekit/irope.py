@@ -28,6 +28,8 @@ def irope_rope_layers(n_layers: int, nope_interval: int = 4) -> list[bool]:
     """Which layers use RoPE: True for layer ℓ unless (ℓ + 1) % nope_interval == 0.
 
     The same list as transformers' ``Llama4TextConfig.no_rope_layers`` (1 = uses RoPE).
+
+    Lesson 08.
     """
     n_layers, nope_interval = integer(n_layers, "n_layers", 1), integer(nope_interval, "nope_interval", 1)
     return [(layer + 1) % nope_interval != 0 for layer in range(n_layers)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from .checks import describe, integer
 from .reference import apply_rope
 
 
@@ -45,6 +46,8 @@ def decoupled_rope_qk(q: torch.Tensor, k_nope: torch.Tensor, k_rope: torch.Tenso
     Returns:
         ``(q_out, k_out)``, both ``(batch, seq, heads, qk_nope_head_dim + qk_rope_head_dim)``;
         k_out's RoPE part is the rotated shared head, the same for every head.
+
+    Lesson 08.
     """
     for name, t in (("q", q), ("k_nope", k_nope), ("k_rope", k_rope)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4 or not t.is_floating_point():
@@ -78,6 +81,8 @@ def mla_expand_latent(latent: torch.Tensor, w_kv_b: torch.Tensor, heads: int, qk
     Returns:
         ``(k_nope, v)``: ``(batch, seq, heads, qk_nope_head_dim)`` and
         ``(batch, seq, heads, v_head_dim)``.
+
+    Lesson 08.
     """
     if w_kv_b.dim() != 2 or w_kv_b.shape != (heads * (qk_nope_head_dim + v_head_dim), latent.shape[-1]):
         raise ValueError(f"w_kv_b must have shape (heads·(qk_nope_head_dim + v_head_dim), kv_lora_rank) = "
@@ -100,9 +105,20 @@ def mla_absorbed_scores(q: torch.Tensor, latent: torch.Tensor, k_rope: torch.Ten
 
     Returns:
         ``(batch, heads, seq_q, seq_k)``.
+
+    Lesson 08 checks it against the expanded keys.
     """
+    if q.dim() != 4 or latent.dim() != 3 or k_rope.dim() != 4 or k_rope.shape[2] != 1:
+        raise ValueError(f"q must be (batch, seq_q, heads, dim), latent (batch, seq_k, kv_lora_rank) and k_rope "
+                         f"(batch, seq_k, 1, r), got {describe(q)}, {describe(latent)}, {describe(k_rope)}")
+    if latent.shape[:2] != k_rope.shape[:2] or latent.shape[0] != q.shape[0]:
+        raise ValueError(f"latent {tuple(latent.shape)} and k_rope {tuple(k_rope.shape)} must share batch and "
+                         f"seq_k, and q {tuple(q.shape)} the batch")
     heads, rope = q.shape[2], k_rope.shape[-1]
     nope = q.shape[-1] - rope
+    if w_kv_b.shape != (heads * (nope + v_head_dim), latent.shape[-1]):
+        raise ValueError(f"w_kv_b must have shape (heads·(qk_nope_head_dim + v_head_dim), kv_lora_rank) = "
+                         f"({heads * (nope + v_head_dim)}, {latent.shape[-1]}), got {tuple(w_kv_b.shape)}")
     w_uk = w_kv_b.unflatten(0, (heads, nope + v_head_dim))[:, :nope]  # (heads, nope, rank)
     q_latent = torch.einsum("bqhn,hnr->bqhr", q[..., :nope], w_uk)
     return (torch.einsum("bqhr,bkr->bhqk", q_latent, latent)
@@ -116,12 +132,16 @@ def mla_cache_bytes_per_token(kv_lora_rank: int, qk_rope_head_dim: int, n_layers
     DeepSeek-V3 (512 + 64, 61 layers, bf16): 70,272 bytes. Compare with
     :func:`mha_cache_bytes_per_token`. Lesson 08.
     """
-    return (kv_lora_rank + qk_rope_head_dim) * n_layers * bytes_per_element
+    sizes = (integer(kv_lora_rank, "kv_lora_rank", 1), integer(qk_rope_head_dim, "qk_rope_head_dim", 0),
+             integer(n_layers, "n_layers", 1), integer(bytes_per_element, "bytes_per_element", 1))
+    return (sizes[0] + sizes[1]) * sizes[2] * sizes[3]
 
 
 def mha_cache_bytes_per_token(kv_heads: int, k_head_dim: int, v_head_dim: int | None = None, n_layers: int = 1,
                               bytes_per_element: int = 2) -> int:
     """Bytes a standard (or grouped-query) KV cache holds per token:
-    kv_heads · (k_head_dim + v_head_dim) · n_layers · bytes."""
+    kv_heads · (k_head_dim + v_head_dim) · n_layers · bytes. Lesson 08."""
     v_head_dim = k_head_dim if v_head_dim is None else v_head_dim
-    return kv_heads * (k_head_dim + v_head_dim) * n_layers * bytes_per_element
+    sizes = [integer(v, name, 1) for v, name in ((kv_heads, "kv_heads"), (k_head_dim, "k_head_dim"),
+             (v_head_dim, "v_head_dim"), (n_layers, "n_layers"), (bytes_per_element, "bytes_per_element"))]
+    return sizes[0] * (sizes[1] + sizes[2]) * sizes[3] * sizes[4]

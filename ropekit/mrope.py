@@ -108,7 +108,7 @@ def mrope_position_ids(token_types, image_grid_thw=None, video_grid_thw=None, *,
 
 def vision_position_ids(start: int, grid_thw, time_interval: float = 1.0) -> torch.Tensor:
     """``(3, T·H·W)`` ids of one image or video grid placed at position ``start``:
-    token (f, r, c) in row-major order gets (start + ⌊f·Δt⌋, start + r, start + c)."""
+    token (f, r, c) in row-major order gets (start + ⌊f·Δt⌋, start + r, start + c). Lesson 08 draws them."""
     t, h, w = (int(g) for g in grid_thw)
     frames = (torch.arange(t) * time_interval).long()
     f, r, c = torch.meshgrid(frames, torch.arange(h), torch.arange(w), indexing="ij")
@@ -130,6 +130,8 @@ def mrope_pair_axes(sections, interleaved: bool = False) -> torch.Tensor:
 
     Returns:
         int64 ``(rotary_dim // 2,)``.
+
+    Lesson 08 draws both patterns.
     """
     n_t, n_h, n_w = check_sections(sections, interleaved)
     if not interleaved:
@@ -158,6 +160,8 @@ def mrope_cos_sin(position_ids: torch.Tensor, inv_freq: torch.Tensor, sections, 
     Returns:
         ``(cos, sin)``, float32 ``(batch, seq, rotary_dim // 2)``. The angles are
         :func:`ropekit.rope_cos_sin` of each axis, then one axis picked per pair.
+
+    Lesson 08.
     """
     check_mrope_positions(position_ids)
     check_sections(sections, interleaved, inv_freq.shape[-1])
@@ -168,7 +172,7 @@ def mrope_cos_sin(position_ids: torch.Tensor, inv_freq: torch.Tensor, sections, 
 
 
 def mrope_cos_sin_loop(position_ids, inv_freq, sections, interleaved=False, attention_factor=1.0):
-    """The teaching twin of :func:`mrope_cos_sin`: one pair at a time, from its axis's positions."""
+    """The teaching twin of :func:`mrope_cos_sin`: one pair at a time, from its axis's positions. Lesson 08."""
     axes = mrope_pair_axes(sections, interleaved).tolist()
     columns = [rope_cos_sin(position_ids[a], inv_freq[i:i + 1], attention_factor) for i, a in enumerate(axes)]
     return torch.cat([c for c, _ in columns], dim=-1), torch.cat([s for _, s in columns], dim=-1)

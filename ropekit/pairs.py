@@ -35,6 +35,8 @@ def pair_scores(q: torch.Tensor, k: torch.Tensor, distances, inv_freq: torch.Ten
     Returns:
         ``(..., n_dist, rotary_dim // 2)`` in the dtype of the math (float32, or float64 for
         float64 inputs); summed over the last axis it is the rotated part of q·R_r k.
+
+    Lesson 08 (p-RoPE).
     """
     if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor) or q.shape != k.shape:
         raise ValueError(f"q and k must be tensors of the same shape (..., head_dim), got {q!r:.40} and {k!r:.40}")

@@ -49,6 +49,8 @@ def axial_frequencies(head_dim: int, base: float = 100.0) -> torch.Tensor:
 
     They are 1-D RoPE's frequencies for a head of head_dim / 2 features:
     ``rope_frequencies(head_dim // 2, base)``. Returns float32 ``(head_dim // 4,)``.
+
+    Lesson 08.
     """
     _check_head_dim(head_dim)
     return rope_frequencies(head_dim // 2, base)[0]
@@ -64,6 +66,8 @@ def axial_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor):
     Returns:
         ``(cos, sin)``, float32 ``(..., 2n)``: for x of shape ``(batch, seq, heads, 4n)``
         rotate with ``apply_rope(x, cos[:, None], sin[:, None], layout="paper")``.
+
+    Lesson 08.
     """
     _check_positions(positions)
     cos_x, sin_x = rope_cos_sin(positions[..., 0], inv_freq)
@@ -80,6 +84,8 @@ def mixed_frequencies(head_dim: int, heads: int, base: float = 10.0, generator: 
 
     Returns:
         float32 ``(heads, head_dim // 2, 2)``: the (f^x, f^y) of every head and pair.
+
+    Lesson 08.
     """
     _check_head_dim(head_dim)
     heads = integer(heads, "heads", 1)

@@ -42,6 +42,8 @@ def plot_grid_scores(maps: Mapping[str, torch.Tensor], query_xy=None, *, axes=No
         maps: title → ``(height, width)`` scores from :func:`ropekit.rope2d.grid_scores`.
         query_xy: the query's (x, y), marked with a cross (default: the centre).
         axes: one Axes per map.
+
+    Lesson 08.
     """
     if axes is None:
         fig, axes = plt.subplots(1, len(maps), figsize=(4.6 * len(maps), 4.4), squeeze=False)
@@ -64,7 +66,7 @@ def plot_grid_scores(maps: Mapping[str, torch.Tensor], query_xy=None, *, axes=No
 @styled
 def plot_mrope_position_ids(position_ids: torch.Tensor, token_types: torch.Tensor, *, ax=None):
     """The (t, h, w) ids of one prompt (``(3, seq)``) against the token index, with the
-    image and video tokens shaded (from :func:`ropekit.mrope.mrope_position_ids`)."""
+    image and video tokens shaded (from :func:`ropekit.mrope.mrope_position_ids`). Lesson 08."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(11, 4.2))
     fig = ax.figure
@@ -98,6 +100,8 @@ def plot_mrope_pair_axes(inv_freq: torch.Tensor, patterns: Mapping[str, tuple], 
         inv_freq: ``(pairs,)`` θ_i.
         patterns: title → ``(sections, interleaved)``, e.g.
             ``{"Qwen2-VL": ((16, 24, 24), False), "Qwen3-VL": ((24, 20, 20), True)}``.
+
+    Lesson 08.
     """
     if axes is None:
         fig, axes = plt.subplots(1, len(patterns), figsize=(6 * len(patterns), 4.2), squeeze=False, sharey=True)
@@ -128,6 +132,8 @@ def plot_pair_scores(scores: Mapping[str, torch.Tensor], distances: torch.Tensor
         distances: ``(n_dist,)`` the r of each row (any spacing: each row is one column
             of the picture, labelled with its r).
         label: what the colour means.
+
+    Lesson 08.
     """
     if axes is None:
         fig, axes = plt.subplots(1, len(scores), figsize=(5.5 * len(scores), 4.6), squeeze=False, sharey=True)
@@ -151,7 +157,7 @@ def plot_pair_scores(scores: Mapping[str, torch.Tensor], distances: torch.Tensor
 @styled
 def plot_irope_temperature(max_position: int, floor_scale: int = 8192, attn_scale: float = 0.1, *, ax=None):
     """Llama 4's NoPE-layer query temperature τ(m) from :func:`ropekit.irope.irope_temperature`,
-    for m up to ``max_position`` on a log axis."""
+    for m up to ``max_position`` on a log axis. Lesson 08."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(8, 4.2))
     fig = ax.figure
@@ -169,7 +175,7 @@ def plot_irope_temperature(max_position: int, floor_scale: int = 8192, attn_scal
 
 @styled
 def plot_cache_bytes(bytes_per_token: Mapping[str, int], *, ax=None):
-    """A bar per cache design: KiB of KV cache per token (all layers)."""
+    """A bar per cache design: KiB of KV cache per token (all layers). Lesson 08."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(8, 3.8))
     fig = ax.figure

@@ -101,3 +101,17 @@ def test_bad_arguments_are_named(shapes, match):
         mla.decoupled_rope_qk(q, k_nope, k_rope, cos, sin)
     with pytest.raises(ValueError, match="w_kv_b must have shape"):
         mla.mla_expand_latent(torch.randn(1, 5, 8), torch.randn(30, 7), 3, 6, 4)
+
+
+def test_absorbed_scores_and_cache_sizes_name_bad_arguments():
+    q, latent, k_rope = torch.randn(1, 4, 2, 9), torch.randn(1, 5, 6), torch.randn(1, 5, 1, 4)
+    with pytest.raises(ValueError, match="w_kv_b must have shape"):
+        mla.mla_absorbed_scores(q, latent, k_rope, torch.randn(20, 6), 3)  # needs 2·(5 + 3) = 16 rows
+    with pytest.raises(ValueError, match="must share batch and seq_k"):
+        mla.mla_absorbed_scores(q, latent[:, :4], k_rope, torch.randn(16, 6), 3)
+    with pytest.raises(ValueError, match="k_rope"):
+        mla.mla_absorbed_scores(q, latent, k_rope.expand(1, 5, 2, 4), torch.randn(16, 6), 3)
+    with pytest.raises(ValueError, match="kv_lora_rank must be a positive integer"):
+        mla.mla_cache_bytes_per_token(0, 64)
+    with pytest.raises(ValueError, match="kv_heads must be a positive integer"):
+        mla.mha_cache_bytes_per_token(2.5, 128)
