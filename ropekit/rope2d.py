@@ -22,7 +22,10 @@ frequencies (rotary-embedding-torch's ``learned_freq=True``).
 These are the formulas of naver-ai/rope-vit's ``compute_axial_cis`` and
 ``compute_mixed_cis``, written here from the paper. Rotate with
 :func:`ropekit.apply_rope` in the ``"paper"`` layout (rope-vit multiplies complex numbers
-made of the pairs (2i, 2i+1)). Lesson 08 draws the relative-position pictures.
+made of the pairs (2i, 2i+1)). Qwen2-VL's vision encoder uses the same axial RoPE with
+the row first, base 10 000 and the ``"half"`` layout: ``axial_cos_sin`` of (h, w)
+positions and ``axial_frequencies(head_dim, 10000.0)`` (the tests compare with
+transformers). Lesson 08 draws the relative-position pictures.
 """
 
 from __future__ import annotations

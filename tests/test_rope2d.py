@@ -185,3 +185,28 @@ def test_grid_scores_are_the_dot_products_and_shift_with_the_query():
     torch.testing.assert_close(moved[1:, 1:], grid[:-1, :-1], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="cos/sin \\(height·width, head_dim // 2\\)"):
         rope2d.grid_scores(q, k, cos[:3], sin[:3], height, width)
+
+
+def test_axial_matches_qwen2_vl_vision_rotary_embedding():
+    """transformers' Qwen2-VL vision encoder uses axial 2-D RoPE: the first half of the pairs
+    follow the row h, the second the column w, base 10 000, rotate-half pairs."""
+    pytest.importorskip("transformers")
+    modeling = pytest.importorskip("transformers.models.qwen2_vl.modeling_qwen2_vl")
+    from transformers import vision_utils
+    from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLVisionConfig
+
+    head_dim, heads = 32, 2
+    config = Qwen2VLVisionConfig(embed_dim=head_dim * heads, num_heads=heads, spatial_merge_size=2)
+    rotary = modeling.Qwen2VLVisionRotaryEmbedding(config)
+    positions = vision_utils.get_vision_position_ids(torch.tensor([[1, 4, 6], [2, 2, 4]]), 2)  # (n, 2): (h, w)
+    torch.manual_seed(7)
+    q, k = torch.randn(len(positions), heads, head_dim), torch.randn(len(positions), heads, head_dim)
+    cos_hf, sin_hf = rotary(q, positions)
+    q_hf, k_hf = modeling.apply_rotary_pos_emb_vision(q, k, cos_hf, sin_hf)
+
+    cos, sin = rope2d.axial_cos_sin(positions, rope2d.axial_frequencies(head_dim, base=10000.0))
+    torch.testing.assert_close(cos, cos_hf[:, : head_dim // 2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(ropekit.apply_rope(q, cos[:, None], sin[:, None], layout="half"), q_hf,
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ropekit.apply_rope(k, cos[:, None], sin[:, None], layout="half"), k_hf,
+                               rtol=1e-5, atol=1e-5)
