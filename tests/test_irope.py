@@ -1,5 +1,6 @@
 """iRoPE (ropekit.irope) against transformers' Llama 4 attention and the formula."""
 
+import inspect
 import math
 
 import pytest
@@ -51,7 +52,9 @@ def test_nope_layer_matches_llama4_attention(past):
         def update(self, k, v, layer_idx, **kwargs):
             return k, v
 
-    theirs, _ = layer(hidden, position_embeddings=None, attention_mask=None, cache=Cache() if past else None)
+    # transformers 5.2x calls the argument `cache`, earlier versions `past_key_values`
+    cache_name = "cache" if "cache" in inspect.signature(layer.forward).parameters else "past_key_values"
+    theirs, _ = layer(hidden, position_embeddings=None, attention_mask=None, **{cache_name: Cache() if past else None})
 
     q = layer.q_proj(hidden).view(batch, seq, heads, head_dim)
     k = layer.k_proj(hidden).view(batch, seq, kv_heads, head_dim).repeat_interleave(heads // kv_heads, dim=2)

@@ -1,6 +1,7 @@
 """M-RoPE (ropekit.mrope) against transformers' Qwen2-VL, Qwen2.5-VL and Qwen3-VL code, and
 against the definition written pair by pair."""
 
+import inspect
 import types
 
 import pytest
@@ -21,6 +22,8 @@ def hf_model_class(name):
 
 def hf_get_rope_index(model_cls, spatial_merge_size, tokens_per_second=None):
     """transformers' get_rope_index as a function: it reads only these config fields."""
+    if "mm_token_type_ids" not in inspect.signature(model_cls.get_rope_index).parameters:
+        pytest.skip("this transformers' get_rope_index finds vision tokens by token id (before mm_token_type_ids)")
     vision = types.SimpleNamespace(spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second)
     fake = types.SimpleNamespace(config=types.SimpleNamespace(vision_config=vision))
     fake.get_vision_position_ids = lambda *a, **kw: model_cls.get_vision_position_ids(fake, *a, **kw)
@@ -133,13 +136,19 @@ def test_rotation_matches_transformers_rotary_embedding_and_apply_rotary_pos_emb
     positions, _ = mrope.mrope_position_ids(types_, torch.tensor([[1, 2, 2], [1, 2, 4]]))
     q, k = torch.randn(batch, seq, heads, head_dim), torch.randn(batch, seq, kv_heads, head_dim)
 
-    cos, sin = rotary(q, positions)  # (batch, seq, head_dim), both halves repeated
-    q_hf, k_hf = module.apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)
-
+    cos, sin = rotary(q, positions)
     inv_freq, _ = ropekit.rope_frequencies(head_dim, 10000.0)
-    ours_cos, ours_sin = mrope.mrope_cos_sin(positions, inv_freq, sections, interleaved)
-    torch.testing.assert_close(ours_cos, cos[..., : head_dim // 2], rtol=0, atol=1e-6)
-    torch.testing.assert_close(ours_sin, sin[..., : head_dim // 2], rtol=0, atol=1e-6)
+    if hasattr(module, "apply_multimodal_rotary_pos_emb"):
+        # older transformers: per-axis cos/sin (3, batch, seq, head_dim), sections applied here
+        q_hf, k_hf = module.apply_multimodal_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin,
+                                                            list(sections))
+        q_hf, k_hf = q_hf.transpose(1, 2), k_hf.transpose(1, 2)
+    else:
+        # transformers 5: cos/sin (batch, seq, head_dim) already recomposed, both halves repeated
+        q_hf, k_hf = module.apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)
+        ours_cos, ours_sin = mrope.mrope_cos_sin(positions, inv_freq, sections, interleaved)
+        torch.testing.assert_close(ours_cos, cos[..., : head_dim // 2], rtol=0, atol=1e-6)
+        torch.testing.assert_close(ours_sin, sin[..., : head_dim // 2], rtol=0, atol=1e-6)
     q_out, k_out = mrope.apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved)
     torch.testing.assert_close(q_out, q_hf, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(k_out, k_hf, rtol=1e-5, atol=1e-5)
