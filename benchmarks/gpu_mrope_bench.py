@@ -69,7 +69,13 @@ def hf_functions(model):
                         rope_parameters={"rope_type": "default", "rope_theta": BASE, "mrope_section": list(sections)})
     rotary_cls = next(getattr(modeling, n) for n in dir(modeling)
                       if n.endswith("RotaryEmbedding") and "Vision" not in n)
-    return rotary_cls(config).cuda(), modeling.apply_rotary_pos_emb
+    if hasattr(modeling, "apply_multimodal_rotary_pos_emb"):
+        # older transformers: the rotary module returns per-axis cos/sin, sections applied here
+        def apply(q, k, cos, sin, unsqueeze_dim):
+            return modeling.apply_multimodal_rotary_pos_emb(q, k, cos, sin, list(sections), unsqueeze_dim)
+    else:
+        apply = modeling.apply_rotary_pos_emb
+    return rotary_cls(config).cuda(), apply
 
 
 def make_inputs(model, batch, seq, dtype=torch.bfloat16):
@@ -162,7 +168,9 @@ def main():
     import triton
     import transformers
 
-    torch._dynamo.config.cache_size_limit = 64
+    # one compiled graph per shape and pass: allow them all
+    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, limit, 64)
     models = ["qwen3-vl-8b"] if args.quick else list(MODELS)
     shapes = [(4, 8192)] if args.quick else SHAPES
     repeats = 1 if args.quick else args.repeats
