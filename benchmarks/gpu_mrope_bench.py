@@ -82,11 +82,12 @@ def make_inputs(model, batch, seq, dtype=torch.bfloat16):
     q_heads, kv_heads, head_dim, sections, interleaved, _ = MODELS[model]
     q = torch.randn(batch, seq, q_heads, head_dim, device="cuda", dtype=dtype)
     k = torch.randn(batch, seq, kv_heads, head_dim, device="cuda", dtype=dtype)
-    # A prompt of text, one image and text again, as get_rope_index numbers it.
-    side = 32
+    # A prompt of text, one 32 × 32 image and text again, as get_rope_index numbers it
+    # (text only when the sequence is too short for the image).
+    side = 32 if seq >= 2 * 32 * 32 else 0
     text = (seq - side * side) // 2
     types_ = torch.tensor([[0] * text + [1] * (side * side) + [0] * (seq - text - side * side)])
-    positions, _ = mrope.mrope_position_ids(types_, torch.tensor([[1, side, side]]))
+    positions, _ = mrope.mrope_position_ids(types_, torch.tensor([[1, side, side]]) if side else None)
     positions = positions.expand(3, batch, seq).contiguous().cuda()
     inv_freq, _ = ropekit.rope_frequencies(head_dim, BASE)
     return q, k, positions, inv_freq.cuda()
