@@ -189,7 +189,7 @@ def main():
                         median, p20, p80 = time_pass(fn, q, k, positions, inv_freq, backward)
                         moved = nbytes * (4 if backward else 2)  # read + write, twice with the backward
                         rows.append(dict(model=model, batch=batch, seq=seq, qk_mb=round(nbytes / 1e6, 1),
-                                         pass_="fwd+bwd" if backward else "fwd", provider=name, repeat=repeat,
+                                         direction="fwd+bwd" if backward else "fwd", provider=name, repeat=repeat,
                                          median_us=round(1000 * median, 2), p20_us=round(1000 * p20, 2),
                                          p80_us=round(1000 * p80, 2), gbps=round(moved / (median * 1e6), 1)))
                         print(rows[-1], flush=True)
@@ -233,19 +233,19 @@ def readme(rows, host, meta):
         "per-repeat medians; `vs copy` = copy time / provider time (fwd+bwd: against the copy's fwd+bwd row, "
         "which is two clones and their gradient).",
         "",
-        "| model | batch × seq | q+k MB | pass | provider | µs | spread µs | GB/s | vs copy |",
+        "| model | batch × seq | q+k MB | direction | provider | µs | spread µs | GB/s | vs copy |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     groups = {}
     for r in rows:
-        groups.setdefault((r["model"], r["batch"], r["seq"], r["qk_mb"], r["pass_"], r["provider"]), []).append(r)
+        groups.setdefault((r["model"], r["batch"], r["seq"], r["qk_mb"], r["direction"], r["provider"]), []).append(r)
     copy = {key[:5]: statistics.median(x["median_us"] for x in g) for key, g in groups.items() if key[5] == "copy"}
     for key, g in groups.items():
         us = statistics.median(x["median_us"] for x in g)
         spread = max(x["median_us"] for x in g) - min(x["median_us"] for x in g)
         gbps = statistics.median(x["gbps"] for x in g)
-        model, batch, seq, mb, pass_, provider = key
-        lines.append(f"| {model} | {batch} × {seq} | {mb} | {pass_} | {provider} | {us:.1f} | {spread:.1f} | "
+        model, batch, seq, mb, direction, provider = key
+        lines.append(f"| {model} | {batch} × {seq} | {mb} | {direction} | {provider} | {us:.1f} | {spread:.1f} | "
                      f"{gbps:.0f} | {copy[key[:5]] / us:.2f}× |")
     lines += ["", "Host time per call (one-token shape, wall clock, GPU work negligible):", "",
               "| model | provider | µs per call |", "| --- | --- | --- |"]
