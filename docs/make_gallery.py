@@ -6,7 +6,6 @@ there are some; otherwise a small CPU run of ``python -m ropekit.bench`` (CPU nu
 nothing about GPU speed, and the picture says so in its file name).
 """
 
-import csv
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import torch  # noqa: E402
 
 import ropekit  # noqa: E402
 from ropekit import rope2d, viz  # noqa: E402
-from ropekit import viz_multiaxis  # noqa: E402
+from ropekit.bench import read_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "docs" / "gallery"
@@ -35,15 +34,13 @@ def repeated_token(seq, head_dim, seed=0):
 
 def benchmark_csv():
     """The fullest results.csv under benchmarks/results/ (most rows: a full sweep rather than
-    a --quick one; file mtimes mean nothing in a fresh clone), else a small CPU run, else None."""
+    a --quick one; file mtimes mean nothing in a fresh clone), else a small CPU run."""
     # only ropekit.bench's format (it has a "suite" column); other scripts write other CSVs
     stored = sorted((p for p in (ROOT / "benchmarks" / "results").glob("**/*.csv")
                      if "suite" in p.read_text().split("\n", 1)[0].split(",")),
                     key=lambda p: (len(p.read_text().splitlines()), str(p)))
     if stored:
         return stored[-1], ""
-    if not (ROOT / "ropekit" / "bench.py").exists():
-        return None, ""
     out = Path(tempfile.mkdtemp(prefix="ropekit_bench_"))
     command = [sys.executable, "-m", "ropekit.bench", "--out", str(out), "--seq", "64", "128", "256",
                "--heads", "4", "--kv-heads", "2", "--head-dim", "32", "--reps", "5"]
@@ -76,22 +73,19 @@ def figures():
         "attention_logits": lambda: viz.plot_attention_logits(
             q, q, ["rope", "rerope", "leaky_rerope"], inv_freq=ropekit.rope_frequencies(32, base=100.0)[0],
             window=16, factor=4.0),
-        "rope2d_scores": lambda: viz_multiaxis.plot_grid_scores(rope2d_maps()),
-        "mrope_pair_axes": lambda: viz_multiaxis.plot_mrope_pair_axes(
+        "rope2d_scores": lambda: viz.plot_grid_scores(rope2d_maps()),
+        "mrope_pair_axes": lambda: viz.plot_mrope_pair_axes(
             ropekit.rope_frequencies(128, 1_000_000.0)[0],
             {"Qwen2-VL: sections 16/24/24": ((16, 24, 24), False),
              "Qwen3-VL: interleaved 24/20/20": ((24, 20, 20), True)}),
     }
     csv_path, suffix = benchmark_csv()
-    if csv_path is None:
-        print("skipping the benchmark figures: no results in benchmarks/results/ and no ropekit/bench.py")
-    else:
-        for suite in ("rope", "rerope"):
-            # the largest batch only: one line per provider reads better on a page
-            with open(csv_path, newline="") as f:
-                largest = max(int(r["batch"]) for r in csv.DictReader(f) if r["suite"] == suite)
-            found[f"benchmark_{suite}{suffix}"] = lambda suite=suite, batch=largest: viz.plot_benchmark(
-                csv_path, suite=suite, batch=batch)
+    rows = read_results(csv_path)
+    for suite in ("rope", "rerope"):
+        # the largest batch only: one line per provider reads better on a page
+        largest = max(r["batch"] for r in rows if r["suite"] == suite)
+        found[f"benchmark_{suite}{suffix}"] = lambda suite=suite, batch=largest: viz.plot_benchmark(
+            rows, suite=suite, batch=batch)
     return found
 
 

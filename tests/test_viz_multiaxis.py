@@ -1,4 +1,4 @@
-"""ropekit.viz_multiaxis: every figure draws the library's numbers, labelled. Headless (Agg)."""
+"""ropekit.viz.multiaxis (lesson 08's pictures, exported from ropekit.viz): every figure draws the library's numbers, labelled. Headless (Agg)."""
 
 import math
 
@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 import ropekit  # noqa: E402
 from ropekit import irope, mrope, pairs, rope2d  # noqa: E402
-from ropekit import viz_multiaxis as viz  # noqa: E402
+from ropekit import viz  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -2,12 +2,9 @@
 
 Images (axial vs RoPE-Mixed score maps), M-RoPE position ids and the frequencies each
 axis gets, the per-pair score terms behind p-RoPE, Llama 4's NoPE temperature and MLA's
-cache. As in :mod:`ropekit.viz`, every function asks the library for its numbers and
-only draws them, and returns the matplotlib ``Figure``; assign it in a notebook
-(``fig = viz_multiaxis.plot_...``).
-
-(Lives beside ``ropekit.viz`` until that module becomes the ``ropekit.viz`` package;
-then it moves to ``ropekit/viz/multiaxis.py``.)
+cache. As everywhere in :mod:`ropekit.viz`, every function asks the library for its
+numbers and only draws them, and returns the matplotlib ``Figure``; assign it in a
+notebook (``fig = viz.plot_grid_scores(...)``).
 """
 
 from __future__ import annotations
@@ -18,9 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .irope import irope_temperature
-from .mrope import AXES, IMAGE, TEXT, VIDEO, mrope_pair_axes
-from .viz_style import ACCENT, DIVERGING, PALETTE, SHADE, styled, symmetric_norm
+from ..irope import irope_temperature
+from ..mrope import AXES, IMAGE, TEXT, VIDEO, mrope_pair_axes
+from .style import ACCENT, DIVERGING, PALETTE, SHADE, styled, symmetric_norm
 
 __all__ = [
     "plot_grid_scores",
