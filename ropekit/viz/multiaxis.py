@@ -74,7 +74,8 @@ def plot_mrope_position_ids(position_ids: torch.Tensor, token_types: torch.Tenso
     for i in range(1, len(types_) + 1):
         if i == len(types_) or types_[i] != types_[start]:
             if types_[start] != TEXT:
-                ax.axvspan(start - 0.5, i - 0.5, color=SHADE if types_[start] == IMAGE else "#D9ECF7", zorder=0)
+                shade = SHADE if types_[start] == IMAGE else "#D9ECF7"
+                ax.axvspan(start - 0.5, i - 0.5, color=shade, zorder=0)
                 ax.text((start + i - 1) / 2, ids.max() * 1.02, _KIND_NAMES[types_[start]], ha="center",
                         va="bottom", fontsize=12)
             start = i
@@ -101,7 +102,8 @@ def plot_mrope_pair_axes(inv_freq: torch.Tensor, patterns: Mapping[str, tuple], 
     Lesson 08.
     """
     if axes is None:
-        fig, axes = plt.subplots(1, len(patterns), figsize=(6 * len(patterns), 4.2), squeeze=False, sharey=True)
+        fig, axes = plt.subplots(1, len(patterns), figsize=(6 * len(patterns), 4.2), squeeze=False,
+                                 sharey=True)
         axes = axes[0]
     fig = axes[0].figure
     theta = inv_freq.detach().double().cpu().numpy()
@@ -109,7 +111,8 @@ def plot_mrope_pair_axes(inv_freq: torch.Tensor, patterns: Mapping[str, tuple], 
         pair_axes = mrope_pair_axes(sections, interleaved).numpy()
         for axis, name in enumerate(AXES):
             chosen = np.flatnonzero(pair_axes == axis)
-            ax.scatter(chosen, theta[chosen], s=28, color=PALETTE[axis + 1], label=f"{name}: {len(chosen)} pairs")
+            ax.scatter(chosen, theta[chosen], s=28, color=PALETTE[axis + 1],
+                       label=f"{name}: {len(chosen)} pairs")
         ax.set_yscale("log")
         ax.set_xlabel("pair i")
         ax.set_title(title)
@@ -161,7 +164,8 @@ def plot_irope_temperature(max_position: int, floor_scale: int = 8192, attn_scal
     m = torch.unique(torch.logspace(0, np.log10(max_position), 400).long())
     ax.step(m.numpy(), irope_temperature(m, floor_scale, attn_scale).numpy(), where="post",
             label=f"floor_scale={floor_scale}, attn_scale={attn_scale}")
-    ax.axvline(floor_scale - 1, color=ACCENT, linestyle="--", linewidth=1.5, label="first step: m + 1 = floor_scale")
+    ax.axvline(floor_scale - 1, color=ACCENT, linestyle="--", linewidth=1.5,
+               label="first step: m + 1 = floor_scale")
     ax.set_xscale("log")
     ax.set_xlabel("query position m")
     ax.set_ylabel("temperature τ(m)")
