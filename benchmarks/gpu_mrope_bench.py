@@ -17,8 +17,9 @@ position ids:
 
 Two model shapes: Qwen2-VL-7B (28 query heads, 4 kv heads, head_dim 128, sections
 16/24/24) and Qwen3-VL-8B-like (32/8/128, sections 24/20/20 interleaved). Sizes from
-34 MB (Qwen2-VL, 1 × 4096 tokens) to 671 MB (Qwen3-VL, 4 × 16384) of q + k. Passes: forward, and forward + backward (the backward of
-ropekit is the same kernel rotating by −θ; the copy yardstick is then two copies).
+34 MB (Qwen2-VL, 1 × 4096 tokens) to 671 MB (Qwen3-VL, 4 × 16384) of q + k. Passes:
+forward, and forward + backward (the backward of ropekit is the same kernel rotating by
+−θ; the copy yardstick is then two copies).
 
 Device times are medians (and 20th/80th percentiles) of triton.testing.do_bench, which
 flushes the L2 cache before each run; the whole sweep is repeated ``--repeats`` times and
