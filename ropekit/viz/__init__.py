@@ -28,6 +28,9 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.precision`: ``plot_cos_sin_error``, ``plot_rotation_error``,
   ``plot_logit_drift`` (lesson 09);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
+* :mod:`ropekit.viz.multiaxis`: ``plot_grid_scores``, ``plot_mrope_position_ids``,
+  ``plot_mrope_pair_axes``, ``plot_pair_scores``, ``plot_irope_temperature``,
+  ``plot_cache_bytes`` (lesson 08: images, video, p-RoPE, iRoPE, MLA);
 * :mod:`ropekit.viz.style`: the shared look (palette, font sizes, colour maps);
 * :mod:`ropekit.viz.common`: panel and cell helpers the modules share.
 
@@ -44,6 +47,14 @@ from .interactive import (
     interactive_frequency_spectrum,
     interactive_relative_positions,
     interactive_rotation_2d,
+)
+from .multiaxis import (
+    plot_cache_bytes,
+    plot_grid_scores,
+    plot_irope_temperature,
+    plot_mrope_pair_axes,
+    plot_mrope_position_ids,
+    plot_pair_scores,
 )
 from .precision import plot_cos_sin_error, plot_logit_drift, plot_rotation_error
 from .rotation import plot_rotation_2d, plot_rotation_matrix
@@ -64,4 +75,10 @@ __all__ = [
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
     "interactive_rotation_2d",
+    "plot_grid_scores",
+    "plot_mrope_position_ids",
+    "plot_mrope_pair_axes",
+    "plot_pair_scores",
+    "plot_irope_temperature",
+    "plot_cache_bytes",
 ]
