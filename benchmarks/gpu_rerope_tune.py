@@ -1,6 +1,7 @@
 """Tune and time the fused ReRoPE kernel on a GPU: ``python benchmarks/gpu_rerope_tune.py``.
 
-Two tables, both bf16, batch 1, 32 heads, causal, medians of ``triton.testing.do_bench``:
+Two tables, both bf16, batch 1, 32 heads, causal, medians of ``ropekit.bench.time_us``
+(100 runs, CUDA events after an L2 flush, the method of ``triton.testing.do_bench``):
 
 1. Block-size sweep at seq 8192 (head_dim 128 and 64): time of every
    (BLOCK_M, BLOCK_N, num_warps, num_stages) for ReRoPE and Leaky ReRoPE, window 512.
@@ -34,6 +35,7 @@ import triton
 
 from ropekit import apply_rope, rope_cos_sin, rope_frequencies
 from ropekit.attention import rerope_attention as reference
+from ropekit.bench import peak_extra_mb, time_us
 from ropekit.kernels.rerope import block_sizes, launch_rerope
 
 CONFIGS = [
@@ -48,16 +50,12 @@ def inputs(seq, heads=32, head_dim=128, dtype=torch.bfloat16):
 
 
 def median_ms(fn):
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    """Median of 100 runs after 25 warm-up runs, CUDA events after an L2 flush (ropekit.bench.time_us)."""
+    return time_us(fn, "cuda", reps=100, warmup=25) / 1e3
 
 
 def peak_mb(fn):
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
+    return peak_extra_mb(fn, "cuda")
 
 
 def sweep(seq, head_dim, window=512):

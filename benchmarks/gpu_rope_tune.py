@@ -5,9 +5,10 @@
 
 RoPE is memory-bound, so the yardstick is a copy of the same bytes (q.clone(); k.clone()):
 a kernel that reads q and k once and writes them once cannot beat it. Times are medians
-of triton.testing.do_bench, which flushes the L2 cache before every run, so small shapes
-are timed from HBM too. Host overhead is timed separately, as wall-clock per call of a
-loop of calls on a one-token shape, where the GPU work is negligible.
+(and 20th/80th percentiles) of ropekit.bench.time_samples, CUDA events after an L2 flush
+before every run (the method of triton.testing.do_bench), so small shapes are timed from
+HBM too. Host overhead is timed separately by ropekit.bench.host_us_per_call, wall-clock
+per call of a loop of calls on a one-token shape, where the GPU work is negligible.
 
 This is the kernel author's tuning script; ropekit.bench is the benchmark harness.
 """
@@ -15,15 +16,13 @@ This is the kernel author's tuning script; ropekit.bench is the benchmark harnes
 import argparse
 import functools
 import itertools
-import statistics
-import time
 
 import torch
 import triton
 import triton.language as tl
-from triton.testing import do_bench
 
 import ropekit
+from ropekit.bench import host_us_per_call, percentiles, time_samples
 from ropekit.kernels import apply_rope_qk
 from ropekit.reference import apply_rope_qk as apply_rope_qk_reference
 from ropekit.kernels import rope as rope_module
@@ -34,10 +33,9 @@ Q_HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 SHAPES = [(1, 1024, True), (1, 16384, True), (4, 8192, True), (8, 2048, True), (1, 1024, False), (4, 8192, False)]
 
 
-def bench(fn, rep=200):
-    """Median, 20th and 80th percentile in microseconds."""
-    ms = do_bench(fn, warmup=25, rep=rep, quantiles=[0.5, 0.2, 0.8])
-    return [1000 * t for t in ms]
+def bench(fn, reps=200):
+    """Median, 20th and 80th percentile in microseconds of ``reps`` runs after 25 warm-up runs."""
+    return percentiles(time_samples(fn, "cuda", reps=reps, warmup=25), 0.5, 0.2, 0.8)
 
 
 def inputs(batch, seq, dtype=torch.bfloat16, hf_layout=False):
@@ -104,7 +102,7 @@ def sweep():
             try:
                 out = run()
                 assert torch.equal(out[0], expected[0]) and torch.equal(out[1], expected[1])
-                us = bench(run, rep=60)[0]
+                us = bench(run, reps=60)[0]
             except Exception as err:  # a config that does not compile or fit is skipped
                 print(f"#   {config}: {type(err).__name__}: {str(err)[:100]}")
                 continue
@@ -159,19 +157,6 @@ def host_overhead():
     print("\n## host cost per call (us, wall clock over 2000 calls, one token: GPU work negligible)")
     q, k, cos, sin, inv_freq = inputs(1, 1)
 
-    def per_call(fn, n=2000):
-        for _ in range(50):
-            fn()
-        torch.cuda.synchronize()
-        samples = []
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            torch.cuda.synchronize()
-            samples.append((time.perf_counter() - start) / n * 1e6)
-        return statistics.median(samples)
-
     spec = rope_module.check_arguments(q, k, cos, sin, "half", False, None, None, None, 1.0, None)[2]
     spec_computed = rope_module.check_arguments(q, k, None, None, "half", False, None, 7, inv_freq, 1.0, None)[2]
     q_out, k_out = torch.empty_like(q), torch.empty_like(k)
@@ -191,7 +176,7 @@ def host_overhead():
         ("torch.compile(apply_rope_qk)", lambda: compiled(q, k)),
     ]
     for what, fn in rows:
-        print(f"{what:36s} {per_call(fn):7.1f}")
+        print(f"{what:36s} {host_us_per_call(fn, 'cuda', calls=2000, repeats=5, warmup=50):7.1f}")
 
 
 def main():

@@ -96,6 +96,37 @@ def wavelengths(inv_freq: torch.Tensor) -> torch.Tensor:
     return 2 * math.pi / inv_freq.double()
 
 
+def frequency_schedules(
+    factor: float = 8.0, original_max_position_embeddings: int = 4096, seq_len: int | None = None
+) -> dict:
+    """The usual context-extension schedules side by side: a dict label -> keyword
+    arguments of :func:`rope_frequencies`, e.g. ``rope_frequencies(128, **kwargs)``.
+
+    Plain RoPE, Position Interpolation, NTK-aware, dynamic NTK (at ``seq_len``, default
+    factor · L_0), YaRN (β_fast 32, β_slow 1) and Llama 3 (low/high frequency factors 1
+    and 4), all stretching a model trained on L_0 = ``original_max_position_embeddings``
+    tokens by ``factor``. :func:`ropekit.viz.plot_frequency_spectrum` draws them by
+    default; copy and edit the dict to compare other settings. Lesson 04.
+    """
+    original = original_max_position_embeddings
+    if seq_len is None:
+        seq_len = int(round(factor * original))
+    return {
+        "RoPE (no scaling)": {},
+        "PI (linear)": {"scaling": "linear", "factor": factor},
+        "NTK-aware": {"scaling": "ntk", "factor": factor},
+        f"dynamic NTK at {seq_len:,} tokens": {
+            "scaling": "dynamic", "factor": factor, "seq_len": seq_len,
+            "original_max_position_embeddings": original,
+        },
+        "YaRN": {"scaling": "yarn", "factor": factor, "original_max_position_embeddings": original},
+        "Llama 3": {
+            "scaling": "llama3", "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": original,
+        },
+    }
+
+
 # --- the schedules -------------------------------------------------------------------
 
 
