@@ -1,7 +1,7 @@
 """Train the tiny LLaMA on bytes of the CPython standard library: ``python -m ropekit.train``.
 
-    python -m ropekit.train --quick --out runs/quick          # a laptop CPU, a few minutes
-    python -m ropekit.train --out runs/main                    # the main model (GPU: ~minutes)
+    python -m ropekit.train --quick --out runs/quick          # 0.6 M parameters: 2-5 min on one CPU thread
+    python -m ropekit.train --out runs/main                    # 2.9 M parameters: 89 s on one H200
 
 Writes into ``--out``: ``config.json`` + ``model.safetensors`` (``ropekit.model.load``
 reads them), ``train_log.csv`` (step, tokens, lr, train loss, validation loss, seconds),
