@@ -2,9 +2,10 @@
 
 Given unrotated q, k, v of the new tokens, :func:`attend` picks the library function the
 scheme needs and nothing else: every rotation, frequency and ReRoPE merge is ropekit's
-(``rope_attention``, ``rerope_attention``, ``rope_decode_step``, ``rerope_decode_step``,
-``ropekit.attention.rotate`` for cached keys; ``kernels.apply_rope_qk`` and
-``kernels.rerope_attention`` on the Triton path). Log-n query scaling multiplies q by
+(``rope_attention``, ``rerope_attention``, ``position_rules.rule_attention`` for
+Self-Extend and sinks; ``kernels.apply_rope_qk`` and ``kernels.rerope_attention`` on the
+Triton path). With a cache, every scheme decodes through ``ropekit.kv_cache.KVCache.attend``
+(lesson 07). Log-n query scaling multiplies q by
 ``ropekit.attention.log_n_scale`` (the model's training form, or the clamped test-time form
 that ``rerope_attention`` also applies itself). Lesson 06.
 """
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..attention import log_n_scale, rerope_attention, rope_attention, rotate
-from ..decode import rerope_decode_step, rope_decode_step
-from .cache import KVCache
+from ..attention import log_n_scale, rerope_attention, rope_attention
+from ..kv_cache import KVCache
+from ..position_rules import rule_attention
 from .schemes import PositionScheme
 
 
@@ -38,6 +39,7 @@ class Positions:
     log_n: str | None
     offset: int
     kernels: bool
+    query_positions: torch.Tensor | None = None  # (batch, new) with a cache
 
 
 def attend(q, k, v, pos: Positions, layer: int = 0, cache: KVCache | None = None):
@@ -53,13 +55,15 @@ def attend(q, k, v, pos: Positions, layer: int = 0, cache: KVCache | None = None
     Returns:
         ``(batch, new, heads, head_dim)``.
 
-    Which library function runs: ``rope_attention`` (every scheme but ReRoPE, NoPE as θ = 0),
-    ``rerope_attention`` (ReRoPE, Leaky ReRoPE), ``rope_decode_step`` and
-    ``rerope_decode_step`` with a cache; with ``pos.kernels``, ``kernels.apply_rope_qk`` +
+    Which library function runs: ``rope_attention`` (the frequency schemes, NoPE as θ = 0),
+    ``rerope_attention`` (ReRoPE, Leaky ReRoPE), ``rule_attention`` (Self-Extend, sinks),
+    ``KVCache.attend`` with a cache; with ``pos.kernels``, ``kernels.apply_rope_qk`` +
     SDPA and ``kernels.rerope_attention`` for the full forward.
     """
     scheme, new = pos.scheme, q.shape[1]
-    positions = torch.arange(pos.offset, pos.offset + new, device=q.device)
+    if cache is not None:
+        return _cached(q, k, v, pos, layer, cache)
+    positions = torch.arange(new, device=q.device)
     log_n_train_length = None
     if pos.log_n == "trained" or (pos.log_n == "test" and not scheme.is_rerope):
         scale = log_n_scale(positions, pos.train_length, clamp=pos.log_n == "test")
@@ -67,33 +71,28 @@ def attend(q, k, v, pos: Positions, layer: int = 0, cache: KVCache | None = None
     elif pos.log_n == "test":
         log_n_train_length = pos.train_length  # rerope_attention applies max(1, log_L n) itself
     rerope_args = dict(leaky_factor=scheme.leaky_factor, log_n_train_length=log_n_train_length, layout=pos.layout)
-
-    if cache is None:
-        if scheme.is_rerope:
-            if pos.kernels:
-                from ..kernels import rerope_attention as fused_rerope
-
-                return fused_rerope(q, k, v, pos.inv_freq, scheme.window, causal=True, **rerope_args)
-            return rerope_attention(q, k, v, pos.inv_freq, scheme.window, causal=True, **rerope_args)
+    if scheme.is_rerope:
         if pos.kernels:
-            from ..kernels import apply_rope_qk
+            from ..kernels import rerope_attention as fused_rerope
 
-            q, k = apply_rope_qk(q, k, layout=pos.layout, inv_freq=pos.inv_freq, attention_factor=pos.attention_factor)
-            return _sdpa_causal(q, k, v)
-        return rope_attention(q, k, v, pos.inv_freq, causal=True, attention_factor=pos.attention_factor, layout=pos.layout)
-
-    if cache.rotated:  # keys join the cache rotated at their positions
-        k_all, v_all = cache.append(layer, rotate(k, positions, pos.inv_freq, pos.layout, pos.attention_factor), v)
-        return rope_decode_step(q, k_all, v_all, pos.offset, pos.inv_freq, pos.attention_factor, pos.layout)
-    k_all, v_all = cache.append(layer, k, v)  # ReRoPE: unrotated
-    if pos.offset == 0:  # a prefill from scratch is the full forward
+            return fused_rerope(q, k, v, pos.inv_freq, scheme.window, causal=True, **rerope_args)
         return rerope_attention(q, k, v, pos.inv_freq, scheme.window, causal=True, **rerope_args)
-    outs = []
-    for t in range(new):  # one query at a time against the unrotated keys before it
-        end = pos.offset + t + 1
-        q_t, k_t, v_t = q[:, t : t + 1], k_all[:, :end], v_all[:, :end]
-        outs.append(rerope_decode_step(q_t, k_t, v_t, end - 1, pos.inv_freq, scheme.window, **rerope_args))
-    return torch.cat(outs, dim=1)
+    if scheme.rule.has_far:  # Self-Extend, attention sinks
+        return rule_attention(q, k, v, pos.inv_freq, scheme.rule, pos.attention_factor, pos.layout)
+    if pos.kernels:
+        from ..kernels import apply_rope_qk
+
+        q, k = apply_rope_qk(q, k, layout=pos.layout, inv_freq=pos.inv_freq, attention_factor=pos.attention_factor)
+        return _sdpa_causal(q, k, v)
+    return rope_attention(q, k, v, pos.inv_freq, causal=True, attention_factor=pos.attention_factor, layout=pos.layout)
+
+
+def _cached(q, k, v, pos: Positions, layer: int, cache: KVCache):
+    """A step through the cache: every scheme's decode is ``KVCache.attend`` with its rule."""
+    if pos.log_n is not None:
+        scale = log_n_scale(pos.query_positions, pos.train_length, clamp=pos.log_n == "test")
+        q = q * scale.to(q.dtype)[..., None, None]
+    return cache.attend(layer, q, k, v, pos.inv_freq, pos.attention_factor, pos.layout)
 
 
 def _sdpa_causal(q, k, v):

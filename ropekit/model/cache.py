@@ -1,66 +1,27 @@
-"""The model's KV cache: per layer, the keys and values of every token seen so far.
+"""The model's KV cache is :class:`ropekit.kv_cache.KVCache` (lesson 07): this module only
+says which store each scheme uses by default, and keeps the old import path working.
 
-What is stored depends on the position scheme (lesson 04 explains why):
-
-* keys **rotated** at their positions, R_j k_j, for every scheme but ReRoPE (rope, pi,
-  ntk, dynamic, yarn, llama3, nope). A decode step rotates only the new queries and keys
-  (:func:`ropekit.rope_decode_step`).
+* keys **rotated** at their positions, R_j k_j, for the frequency schemes (rope, pi, ntk,
+  dynamic, yarn, llama3, nope) and for Self-Extend and sinks;
 * keys **unrotated**, k_j, for ReRoPE and Leaky ReRoPE: the one-product decode step of
-  :func:`ropekit.rerope_decode_step`.
+  the ReRoPE post; ``store="both"`` keeps both, and no key is ever rotated twice.
 
-Dynamic NTK is the one scheme whose decode differs from a full forward: its frequencies
-follow the length, so past the training length L each step rotates its new query and key
-with a larger base than the cached keys had (as Hugging Face's and vLLM's caches do), while
-a full forward rotates every token with the base of the final length. Up to L the two agree.
-
-This is the model's whole caching logic, kept in one class so that a richer cache (a
-decode module's) can replace it.
+Dynamic NTK is the one scheme whose decode with a rotated cache differs from a full forward
+past the training length L: each step rotates its new query and key with the base of the
+current length while cached keys keep the base they were rotated with (as Hugging Face's and
+vLLM's caches do); a full forward rotates every token with the final length's base. With
+``store="unrotated"`` every key is rotated at every step with the current base, and decoding
+equals the full forward again (at the price of rotating the whole cache).
 """
 
 from __future__ import annotations
 
-import torch
-
+from ..kv_cache import STORES, KVCache
 from .schemes import PositionScheme
 
+__all__ = ["KVCache", "STORES", "default_store"]
 
-class KVCache:
-    """Keys and values for a batch of sequences that all have the same length.
 
-    Attributes:
-        scheme: the PositionScheme every step of this cache uses.
-        rotated: whether ``keys`` hold R_j k_j (True) or k_j (False).
-        keys, values: one ``(batch, length, kv_heads, head_dim)`` tensor per layer.
-        length: tokens cached so far (the position of the next token).
-
-    Create it with ``TinyLlama.new_cache(scheme)`` and pass it to the model's forward:
-    the forward appends each layer's new keys and values and then advances ``length``.
-    Lesson 04 explains what each scheme caches.
-    """
-
-    def __init__(self, scheme: PositionScheme):
-        self.scheme = scheme
-        self.rotated = not scheme.is_rerope
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.length = 0
-
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Add the new tokens' keys (rotated or not, as ``rotated`` says) and values of
-        one layer; returns that layer's whole ``(keys, values)``, new tokens included."""
-        if layer == len(self.keys):
-            self.keys.append(k)
-            self.values.append(v)
-        elif layer < len(self.keys):
-            self.keys[layer] = torch.cat((self.keys[layer], k), dim=1)
-            self.values[layer] = torch.cat((self.values[layer], v), dim=1)
-        else:
-            raise ValueError(f"layer {layer} appended before layer {len(self.keys)}")
-        return self.keys[layer], self.values[layer]
-
-    def advance(self, new: int):
-        """Record that ``new`` tokens went through every layer."""
-        self.length += new
-
-    def __repr__(self):
-        return f"KVCache(scheme={self.scheme!r}, rotated={self.rotated}, length={self.length}, layers={len(self.keys)})"
+def default_store(scheme: PositionScheme) -> str:
+    """``"unrotated"`` for ReRoPE and Leaky ReRoPE, ``"rotated"`` for every other scheme."""
+    return "unrotated" if scheme.is_rerope else "rotated"

@@ -26,7 +26,7 @@ from torch import nn
 
 from .. import permute_qk_weight
 from .attention import Positions, attend
-from .cache import KVCache
+from .cache import KVCache, default_store
 from .schemes import as_scheme
 
 
@@ -196,13 +196,15 @@ class TinyLlama(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, scheme=None) -> KVCache:
-        """An empty :class:`KVCache` for ``scheme`` (a PositionScheme, a name or None)."""
+    def new_cache(self, scheme=None, store=None) -> KVCache:
+        """An empty :class:`ropekit.kv_cache.KVCache` for ``scheme`` (a PositionScheme, a name
+        or None), storing keys ``"rotated"``, ``"unrotated"`` or ``"both"`` (default: unrotated
+        for ReRoPE and Leaky ReRoPE, rotated otherwise). Lesson 07."""
         scheme = as_scheme(scheme)
         self._log_n_mode(scheme)
-        return KVCache(scheme)
+        return KVCache(default_store(scheme) if store is None else store, scheme.rule, scheme=scheme)
 
-    def forward(self, tokens, scheme=None, *, cache: KVCache | None = None, kernels=None, capture=None):
+    def forward(self, tokens, scheme=None, *, cache: KVCache | None = None, lengths=None, kernels=None, capture=None):
         """Logits for every position.
 
         Args:
@@ -211,6 +213,9 @@ class TinyLlama(nn.Module):
                 cache, leave it None: the cache's scheme is used.
             cache: a :class:`KVCache` from :meth:`new_cache`: the tokens continue the cached
                 ones (prefill when it is empty, decode afterwards), and the cache grows.
+            lengths: with a cache, ``(batch,)`` real tokens per row (the rest of each row is
+                right padding, never attended and never given a position): a batch of prompts
+                of different lengths. Logits at padding positions are meaningless.
             kernels: run the Triton kernels (``apply_rope_qk`` + SDPA, fused
                 ``rerope_attention``) in the full forward; default: True for CUDA tokens,
                 False on the CPU. Decoding with a cache always uses the reference functions.
@@ -230,14 +235,18 @@ class TinyLlama(nn.Module):
                 )
             scheme, offset, kernels = cache.scheme, cache.length, False
         else:
+            if lengths is not None:
+                raise ValueError("lengths needs a cache; a full forward runs each row at its own length")
             scheme, offset = as_scheme(scheme), 0
         kernels = tokens.is_cuda if kernels is None else bool(kernels)
         pos = self.positions(scheme, offset, tokens.shape[1], tokens.device, kernels)
+        if cache is not None:
+            pos.query_positions = cache.start(tokens.shape[0], tokens.shape[1], lengths, tokens.device)
         x = self.embed(tokens)
         for layer, block in enumerate(self.blocks):
             x = block(x, pos, layer, cache, capture)
         if cache is not None:
-            cache.advance(tokens.shape[1])
+            cache.finish()
         return self.lm_head(self.norm(x)).float()
 
     def positions(self, scheme, offset, new, device, kernels=False) -> Positions:
@@ -271,7 +280,8 @@ class TinyLlama(nn.Module):
         return loss, logits.argmax(-1) == targets
 
     @torch.no_grad()
-    def generate(self, prompt, max_new_tokens: int, scheme=None, temperature: float = 0.0, generator=None):
+    def generate(self, prompt, max_new_tokens: int, scheme=None, temperature: float = 0.0, generator=None,
+                 lengths=None, store=None):
         """Prefill the prompt into a KV cache, then decode one token at a time.
 
         Args:
@@ -280,29 +290,45 @@ class TinyLlama(nn.Module):
             scheme: as in :meth:`forward`.
             temperature: 0 for greedy decoding, else sample from softmax(logits / temperature)
                 with ``generator`` (a torch.Generator, for reproducible samples).
+            lengths: ``(batch,)`` prompt lengths for right-padded prompts of different lengths;
+                row b's new tokens then continue its first lengths[b] tokens.
+            store: the cache's store (see :meth:`new_cache`).
 
         Returns:
             ``(tokens, logits)``: ``(batch, seq + max_new_tokens)`` ids (prompt first) and the
-            ``(batch, max_new_tokens, vocab_size)`` logits each new token was chosen from.
+            ``(batch, max_new_tokens, vocab_size)`` logits each new token was chosen from. With
+            ``lengths``, each row's tokens are its prompt's real tokens, then the new ones, then
+            right padding (the prompt's pad value) up to a common length.
             Greedy tokens and logits equal those of full forwards over the growing sequence
             (but for dynamic NTK past L; see :class:`KVCache`). Lesson 06.
         """
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        cache = self.new_cache(scheme)
-        tokens, step_logits = prompt, []
-        next_input = prompt
+        cache = self.new_cache(scheme, store)
+        lengths = None if lengths is None else torch.as_tensor(lengths, device=prompt.device)
+        step_logits, new_tokens = [], []
+        next_input, first = prompt, True
+        rows = torch.arange(prompt.shape[0], device=prompt.device)
         for _ in range(max_new_tokens):
-            logits = self(next_input, cache=cache)[:, -1]
+            logits = self(next_input, cache=cache, lengths=lengths if first else None)
+            logits = logits[rows, lengths - 1] if (first and lengths is not None) else logits[:, -1]
+            first = False
             if temperature == 0:
                 next_token = logits.argmax(-1, keepdim=True)
             else:
                 probs = torch.softmax(logits / temperature, dim=-1)
                 next_token = torch.multinomial(probs, 1, generator=generator)
             step_logits.append(logits)
-            tokens = torch.cat((tokens, next_token), dim=1)
+            new_tokens.append(next_token)
             next_input = next_token
         empty = prompt.new_zeros((prompt.shape[0], 0, self.config.vocab_size), dtype=torch.float32)
+        if lengths is None:
+            tokens = torch.cat([prompt, *new_tokens], dim=1)
+        else:  # each row: its real prompt, its new tokens, then padding
+            tokens = torch.cat([prompt, prompt.new_zeros(prompt.shape[0], max_new_tokens)], dim=1)
+            for b, n in enumerate(torch.as_tensor(lengths).tolist()):
+                tokens[b, n + max_new_tokens:] = prompt[b, -1] if n == prompt.shape[1] else prompt[b, n]
+                tokens[b, n : n + max_new_tokens] = torch.cat(new_tokens, dim=1)[b] if new_tokens else tokens[b, n:n]
         return tokens, torch.stack(step_logits, dim=1) if step_logits else empty
 
     def with_layout(self, layout: str) -> "TinyLlama":

@@ -15,6 +15,8 @@ which logit each pair keeps). So one checkpoint can be run under every scheme of
     rerope          θ_i, window w                                  rerope_attention
     leaky_rerope    θ_i, window w, slope 1/factor                  rerope_attention
     nope            no rotation (θ_i = 0: R_m is the identity)     rope_attention
+    self_extend     θ_i, neighbour window w, group size G=factor   rule_attention (Self-Extend, Jin et al. 2024)
+    sinks           θ_i, w recent tokens + options["sinks"] = S    rule_attention (StreamingLLM; S = 0: sliding window)
 
 ``log_n=True`` adds Su's log-n query scaling max(1, log_L n) at test time (the "logn†" rows
 of the ReRoPE post); a model *trained* with log-n (``ModelConfig.log_n_trained``) always
@@ -28,12 +30,15 @@ from dataclasses import dataclass, field
 import torch
 
 from ..frequencies import rope_frequencies
+from ..position_rules import PositionRule
 
-SCHEME_NAMES = ("rope", "pi", "ntk", "dynamic", "yarn", "llama3", "rerope", "leaky_rerope", "nope")
+SCHEME_NAMES = ("rope", "pi", "ntk", "dynamic", "yarn", "llama3", "rerope", "leaky_rerope", "nope", "self_extend", "sinks")
+_WINDOWED = ("rerope", "leaky_rerope", "self_extend", "sinks")
 _SCALING = {"pi": "linear", "ntk": "ntk", "dynamic": "dynamic", "yarn": "yarn", "llama3": "llama3"}
 _OPTIONS = {
     "yarn": ("beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "truncate"),
     "llama3": ("low_freq_factor", "high_freq_factor"),
+    "sinks": ("sinks",),
 }
 _LLAMA3_DEFAULTS = {"low_freq_factor": 1.0, "high_freq_factor": 4.0}
 
@@ -47,14 +52,17 @@ class PositionScheme:
         factor: the context-extension ratio s ≥ 1 of ``pi``, ``ntk``, ``dynamic``, ``yarn``,
             ``llama3`` (typically new length / L); the k > 1 of ``leaky_rerope`` (slope 1/k
             beyond the window). Not used by the others.
-        window: w, a positive integer, for ``rerope`` and ``leaky_rerope`` only.
+        window: w, a positive integer, for ``rerope``, ``leaky_rerope``, ``self_extend`` (the
+            neighbour window) and ``sinks`` (the recent tokens kept) only. ``self_extend``'s
+            factor is its group size G (an integer).
         log_n: multiply the query of token n by max(1, log_L n) (L = the model's training
             length): the log-n scaling "added at test time" of the ReRoPE post.
         base: evaluate with another RoPE base than the one the model was trained with
             (default: the model's).
         options: extra ``rope_frequencies`` parameters: ``yarn`` takes beta_fast, beta_slow,
             attention_factor, mscale, mscale_all_dim, truncate; ``llama3`` takes
-            low_freq_factor (default 1) and high_freq_factor (default 4).
+            low_freq_factor (default 1) and high_freq_factor (default 4); ``sinks`` takes
+            sinks (S, default 4; 0 is a plain sliding window).
 
     ``original_max_position_embeddings`` is always the model's training length L. Lesson 04
     derives every scheme; lesson 06 runs them on a trained model.
@@ -74,19 +82,25 @@ class PositionScheme:
     def __post_init__(self):
         if self.name not in SCHEME_NAMES:
             raise ValueError(f"name must be one of {SCHEME_NAMES}, got {self.name!r}")
-        needs_factor = self.name in _SCALING or self.name == "leaky_rerope"
-        if needs_factor:
+        needs_factor = self.name in _SCALING or self.name in ("leaky_rerope", "self_extend")
+        if self.name == "self_extend":
+            if isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1:
+                raise ValueError(f"factor must be an integer >= 1 (the group size G) for scheme 'self_extend', got {self.factor!r}")
+        elif needs_factor:
             minimum = 1 if self.name == "leaky_rerope" else 1 - 1e-12
             if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not self.factor > minimum:
                 expected = "> 1 (the k of slope 1/k)" if self.name == "leaky_rerope" else ">= 1 (new length / L)"
                 raise ValueError(f"factor must be a number {expected} for scheme {self.name!r}, got {self.factor!r}")
         elif self.factor is not None:
             raise ValueError(f"factor is not used by scheme {self.name!r}; leave it None")
-        if self.name in ("rerope", "leaky_rerope"):
+        if self.name in _WINDOWED:
             if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window <= 0:
                 raise ValueError(f"window must be a positive integer for scheme {self.name!r}, got {self.window!r}")
         elif self.window is not None:
-            raise ValueError(f"window is used only by 'rerope' and 'leaky_rerope', not by {self.name!r}")
+            raise ValueError(f"window is used only by {_WINDOWED}, not by {self.name!r}")
+        sinks = self.options.get("sinks", 4)
+        if isinstance(sinks, bool) or not isinstance(sinks, int) or sinks < 0:
+            raise ValueError(f"options['sinks'] must be a non-negative integer (S sink tokens), got {sinks!r}")
         if not isinstance(self.log_n, bool):
             raise ValueError(f"log_n must be True or False, got {self.log_n!r}")
         if self.base is not None and (
@@ -104,6 +118,15 @@ class PositionScheme:
     def is_rerope(self) -> bool:
         """True for the two schemes whose attention merges two logit matrices."""
         return self.name in ("rerope", "leaky_rerope")
+
+    @property
+    def rule(self) -> PositionRule:
+        """The :class:`ropekit.position_rules.PositionRule` of this scheme (plain RoPE for
+        the frequency schedules; sinks default to S = 4)."""
+        kinds = {"rerope": "rerope", "leaky_rerope": "leaky", "self_extend": "self_extend", "sinks": "sinks"}
+        if self.name not in kinds:
+            return PositionRule()
+        return PositionRule(kinds[self.name], self.window, self.factor, self.options.get("sinks", 4) if self.name == "sinks" else 0)
 
     @property
     def depends_on_length(self) -> bool:
