@@ -126,8 +126,10 @@ class KVCache:
         """Store one layer's new keys (as ``store`` says) and values at the registered positions."""
         if self._new is None:
             raise RuntimeError("call start() before append()")
-        positions = self._new[0]
+        positions, valid = self._new
         self.rotation = (inv_freq, attention_factor, layout)
+        if not bool(valid.all()):  # padding: zeros, so that a weight of 0 never meets a NaN
+            k, v = k.masked_fill(~valid[..., None, None], 0), v.masked_fill(~valid[..., None, None], 0)
         stored = {"values": v}
         if self.store != "unrotated":
             stored["rotated"] = rotate(k, positions, inv_freq, layout, attention_factor)
@@ -193,7 +195,8 @@ class KVCache:
             keep = near | far
         else:
             keep = near
-        return attend(logits.masked_fill(~keep[:, None], float("-inf")), stored["values"], causal=False)
+        out = attend(logits.masked_fill(~keep[:, None], float("-inf")), stored["values"], causal=False)
+        return out.masked_fill(~keep.any(-1)[..., None, None], 0)  # a padding query may see no key: 0, not NaN
 
     def finish(self):
         """End the step; a sinks rule then keeps its sinks and recent tokens (re-indexed)."""

@@ -137,3 +137,21 @@ def rule_attention(q, k, v, inv_freq, rule: PositionRule, attention_factor=1.0, 
         logits = torch.where(near, logits, far)
         keep = keep & (near | rule.far_kept(pos)[None, :])
     return attend(logits.masked_fill(~keep, float("-inf")), v, causal=False)
+
+
+def scored_distances(rule: PositionRule, query: int) -> torch.Tensor:
+    """The distance each key is scored at by the query at position ``query``: i − j for near
+    keys, a(i) − b(j) for far ones, NaN for keys the rule drops (a sliding window's evicted).
+
+    Returns a float64 ``(query + 1,)`` tensor over keys j = 0 .. query: what lesson 07's
+    picture of a long generation draws.
+    """
+    i = torch.tensor([query])
+    j = torch.arange(query + 1)
+    near = rule.near(i, j)[0]
+    distance = (i - j).to(torch.float64)
+    if not rule.has_far:
+        return distance
+    far = rule.far_query(i) - rule.far_key(j)
+    out = torch.where(near, distance, far)
+    return out.masked_fill(~near & ~rule.far_kept(j), float("nan"))

@@ -27,6 +27,7 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
 * :mod:`ropekit.viz.model`: ``plot_loss_curves``, ``plot_window_ablation``,
   ``plot_passkey_heatmap``, ``plot_attention_entropy``, ``plot_measured_decay`` (lesson 06);
+* :mod:`ropekit.viz.decode`: ``plot_cache_layout``, ``plot_scored_distances`` (lesson 07);
 * :mod:`ropekit.viz.precision`: ``plot_cos_sin_error``, ``plot_rotation_error``,
   ``plot_logit_drift`` (lesson 09);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
@@ -45,6 +46,7 @@ from ..frequencies import frequency_schedules
 from .attention import plot_attention_logits, plot_long_term_decay, plot_relative_positions
 from .attention import SCHEME_FORMULAS, SCHEME_NAMES  # noqa: F401 (public before the split)
 from .benchmark import BENCH_COLUMNS, plot_benchmark  # noqa: F401
+from .decode import plot_cache_layout, plot_scored_distances
 from .interactive import (
     interactive_frequency_spectrum,
     interactive_relative_positions,
@@ -78,6 +80,8 @@ __all__ = [
     "plot_long_term_decay",
     "plot_attention_logits",
     "plot_benchmark",
+    "plot_cache_layout",
+    "plot_scored_distances",
     "plot_cos_sin_error",
     "plot_rotation_error",
     "plot_logit_drift",
