@@ -156,3 +156,26 @@ def test_bad_arguments_are_refused_with_a_clear_error():
     gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
     with pytest.raises(ValueError, match="model_type|model must be"):
         rk.patch(gpt2)
+
+
+@pytest.mark.parametrize("options, scheme_args", [
+    (dict(window=16), dict(name="rerope", window=16)),
+    (dict(window=16, leaky_factor=2.0), dict(name="leaky_rerope", window=16, factor=2.0)),
+    (dict(window=16, log_n_train_length=256), dict(name="rerope", window=16, log_n=True)),
+])
+def test_the_exported_tiny_llama_patched_with_rerope_generates_the_ropekit_models_tokens(tmp_path, options, scheme_args):
+    """Issue 18's first test model: the committed tiny LLaMA, exported to the HF format, loaded
+    by transformers, patched, and run through transformers' own generate (its own cache)."""
+    from pathlib import Path
+
+    from ropekit.model import PositionScheme, export_hf, load
+
+    model = load(Path(__file__).resolve().parents[1] / "checkpoints" / "tiny-llama-main")
+    export_hf(model, tmp_path)
+    hf_model = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path), torch_dtype=torch.float32).eval()
+    rk.patch(hf_model, **options)
+    prompt = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs = hf_model.generate(prompt, max_new_tokens=24, min_new_tokens=24, do_sample=False)
+    ours, _ = model.generate(prompt, 24, PositionScheme(**scheme_args))
+    assert torch.equal(theirs, ours)
