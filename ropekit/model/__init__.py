@@ -5,9 +5,10 @@
 * :class:`TinyLlama`, :class:`ModelConfig` (``llama.py``): the decoder, RMSNorm, SwiGLU,
   GQA attention through ropekit's RoPE / ReRoPE functions.
 * :class:`PositionScheme` (``schemes.py``): rope, pi, ntk, dynamic, yarn, llama3, rerope,
-  leaky_rerope, nope, with optional log-n.
+  leaky_rerope, nope, self_extend, sinks, with optional log-n.
 * :func:`attend` (``attention.py``): one layer's attention under a scheme, via ropekit's functions.
-* :class:`KVCache` (``cache.py``): what a decoder stores for each scheme.
+* :class:`KVCache` (``ropekit.kv_cache``, defaults in ``cache.py``): what a decoder stores for each scheme.
+* ``harness.py``: prefill + decode against the full forward, for any scheme (lesson 07).
 * :func:`save`, :func:`load`, :func:`export_hf`, :func:`load_hf` (``io.py``).
 
 docs/model.md describes the API; ``python -m ropekit.train`` trains it.
