@@ -172,7 +172,7 @@ def test_the_exported_tiny_llama_patched_with_rerope_generates_the_ropekit_model
 
     model = load(Path(__file__).resolve().parents[1] / "checkpoints" / "tiny-llama-main")
     export_hf(model, tmp_path)
-    hf_model = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path), torch_dtype=torch.float32).eval()
+    hf_model = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path), dtype=torch.float32).eval()
     rk.patch(hf_model, **options)
     prompt = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -29,9 +29,13 @@ def plot_cache_layout(positions, valid, *, title="KV cache slots", ax=None):
     positions = np.asarray(positions, dtype=float)
     valid = np.asarray(valid, dtype=bool)
     if positions.ndim != 2 or positions.shape != valid.shape:
-        raise ValueError(f"positions and valid must be two (batch, slots) arrays, got {describe(positions)} and {describe(valid)}")
+        raise ValueError(
+            "positions and valid must be two (batch, slots) arrays, "
+            f"got {describe(positions)} and {describe(valid)}"
+        )
     shown = np.where(valid, positions, np.nan)
-    fig, (ax,) = figure_axes(ax, 1, (max(6, 0.55 * shown.shape[1] + 2), 0.7 * shown.shape[0] + 1.8), "ax")
+    size = (max(6, 0.55 * shown.shape[1] + 2), 0.7 * shown.shape[0] + 1.8)
+    fig, (ax,) = figure_axes(ax, 1, size, "ax")
     ax.imshow(shown, cmap=SEQUENTIAL, aspect="auto")
     write_numbers(ax, shown, "{:.0f}", fontsize=10)
     ax.set_xlabel("cache slot")
@@ -43,7 +47,8 @@ def plot_cache_layout(positions, valid, *, title="KV cache slots", ax=None):
 
 
 @styled
-def plot_scored_distances(distances: dict, *, train_length=None, title="distance each key is scored at", ax=None):
+def plot_scored_distances(distances: dict, *, train_length=None, title="distance each key is scored at",
+                          ax=None):
     """One line per scheme: key index j (x) against the distance it is scored at (y).
 
     Args:
@@ -54,7 +59,9 @@ def plot_scored_distances(distances: dict, *, train_length=None, title="distance
     floor-divides them, a sinks cache keeps them below S + w. Lesson 07.
     """
     if not isinstance(distances, dict) or not distances:
-        raise ValueError(f"distances must be a non-empty dict of label -> sequence, got {describe(distances)}")
+        raise ValueError(
+            f"distances must be a non-empty dict of label -> sequence, got {describe(distances)}"
+        )
     fig, (ax,) = figure_axes(ax, 1, (11, 5), "ax")
     for i, (label, values) in enumerate(distances.items()):
         values = np.asarray(values, dtype=float)
@@ -62,7 +69,8 @@ def plot_scored_distances(distances: dict, *, train_length=None, title="distance
                 linestyle=LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)], lw=2)
     if train_length is not None:
         ax.axhline(train_length, color=ACCENT, lw=1.2, linestyle="--")
-        ax.text(0.01, train_length, " training length L", color=ACCENT, va="bottom", transform=ax.get_yaxis_transform())
+        ax.text(0.01, train_length, " training length L", color=ACCENT, va="bottom",
+                transform=ax.get_yaxis_transform())
     ax.set_xlabel("key position j")
     ax.set_ylabel("distance scored")
     ax.set_title(title)
