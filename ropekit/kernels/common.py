@@ -1,6 +1,7 @@
 """What the Triton kernels share: the dtypes they take, whether Triton runs interpreted,
-strides named by the library's tensor order, and the per-head rotation loop that the RoPE
-and M-RoPE kernels both run once they have cos and sin.
+strides named by the library's tensor order, and the pieces the RoPE and M-RoPE kernels
+both run: the tokens of a program (``token_block``), the vector alignment of the strides
+(``vector_aligned``) and the per-head rotation once cos and sin are known (``rotate_heads``).
 
 Kept free of any one kernel's own logic, so that ``rope_triton.py``, ``mrope.py`` and
 ``rerope.py`` (and kernels added later) read the same facts the same way.
@@ -93,3 +94,24 @@ def rotate_heads(
             f = 2 * HALF + tl.arange(0, PASS_PAD)[None, None, :]
             mask = row_mask & (f < HEAD_DIM)
             tl.store(o_ptr + o_row + f, tl.load(x_ptr + x_row + f, mask=mask), mask=mask)
+
+
+@triton.jit
+def token_block(seq_len, BLOCK_S: tl.constexpr):
+    """The tokens of this program on a 1-D grid: program p takes batch row b = p // n_blocks
+    and tokens s = (p % n_blocks)·BLOCK_S ... + BLOCK_S − 1. Returns b, s (int64, so that
+    offsets never overflow int32) and the mask of s < seq_len."""
+    n_blocks = tl.cdiv(seq_len, BLOCK_S)
+    pid = tl.program_id(0).to(tl.int64)
+    s = (pid % n_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
+    return pid // n_blocks, s, s < seq_len
+
+
+def vector_aligned(strides, itemsize):
+    """``(align, strides // align)``: align is 16 bytes' worth of elements when every stride
+    is a multiple of it (rows then start on 16-byte vector boundaries), else 1. The kernels
+    take the divided strides and multiply them by the constexpr ALIGN, which tells the compiler so."""
+    vector = 16 // itemsize
+    if all(x % vector == 0 for x in strides):
+        return vector, tuple(x // vector for x in strides)
+    return 1, tuple(strides)

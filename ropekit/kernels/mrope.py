@@ -45,7 +45,7 @@ import triton.language as tl
 from ..checks import LAYOUTS, check_angles, check_mrope_positions, check_sections, describe, is_real
 from ..exact_angles import fixed_point_turns
 from .angles import cos_sin_of_phase
-from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides, rotate_heads
+from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides, rotate_heads, token_block, vector_aligned
 from .rope_triton import pick_block_sizes
 
 # --- the kernel ------------------------------------------------------------------------------
@@ -75,20 +75,18 @@ def _mrope_qk_kernel(
     qo_sb, qo_ss, qo_sh = qo_sb.to(tl.int64) * ALIGN, qo_ss.to(tl.int64) * ALIGN, qo_sh.to(tl.int64) * ALIGN
     k_sb, k_ss, k_sh = k_sb.to(tl.int64) * ALIGN, k_ss.to(tl.int64) * ALIGN, k_sh.to(tl.int64) * ALIGN
     ko_sb, ko_ss, ko_sh = ko_sb.to(tl.int64) * ALIGN, ko_ss.to(tl.int64) * ALIGN, ko_sh.to(tl.int64) * ALIGN
-
-    n_blocks = tl.cdiv(seq_len, BLOCK_S)
-    pid = tl.program_id(0).to(tl.int64)
-    b = pid // n_blocks
-    s = (pid % n_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
-    tok_mask = s < seq_len
+    b, s, tok_mask = token_block(seq_len, BLOCK_S)
 
     # The three positions of each token: (BLOCK_S,) each; int64 for exact angles (the
     # phase multiply wraps modulo 2^64), float32 for float32 angles.
     pos = pos_ptr + b * pos_sb + s * pos_ss
-    pos_type = tl.int64 if EXACT else tl.float32
-    p_t = tl.load(pos, mask=tok_mask, other=0).to(pos_type)
-    p_h = tl.load(pos + pos_sa, mask=tok_mask, other=0).to(pos_type)
-    p_w = tl.load(pos + 2 * pos_sa, mask=tok_mask, other=0).to(pos_type)
+    p_t = tl.load(pos, mask=tok_mask, other=0)
+    p_h = tl.load(pos + pos_sa, mask=tok_mask, other=0)
+    p_w = tl.load(pos + 2 * pos_sa, mask=tok_mask, other=0)
+    if EXACT:
+        p_t, p_h, p_w = p_t.to(tl.int64), p_h.to(tl.int64), p_w.to(tl.int64)
+    else:
+        p_t, p_h, p_w = p_t.to(tl.float32), p_h.to(tl.float32), p_w.to(tl.float32)
 
     # The axis of each pair i, from the sections: 0 = t, 1 = h, 2 = w.
     i = tl.arange(0, HALF_PAD)
@@ -112,9 +110,9 @@ def _mrope_qk_kernel(
     sin = (sin * sin_scale)[:, None, :]
 
     rotate_heads(q_ptr, qo_ptr, b * q_sb + s * q_ss, b * qo_sb + s * qo_ss, q_sh, qo_sh, tok_mask, cos, sin,
-                  Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+                 Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
     rotate_heads(k_ptr, ko_ptr, b * k_sb + s * k_ss, b * ko_sb + s * ko_ss, k_sh, ko_sh, tok_mask, cos, sin,
-                  K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+                 K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
 
 
 # --- the launcher -------------------------------------------------------------------------------
@@ -139,11 +137,7 @@ def _launch(q, k, q_out, k_out, positions, inv_freq, sections, interleaved, layo
     if positions.shape[1] == 1:
         pos_sb = 0
     strides = (q_sb, q_ss, q_sh, qo_sb, qo_ss, qo_sh, k_sb, k_ss, k_sh, ko_sb, ko_ss, ko_sh)
-    vector = 16 // q.element_size()
-    if all(x % vector == 0 for x in strides):
-        align, strides = vector, tuple(x // vector for x in strides)
-    else:
-        align = 1
+    align, strides = vector_aligned(strides, q.element_size())
     exact = inv_freq.dtype == torch.int64  # fixed-point turns: exact angles
     block_s, block_hq, block_hk, num_warps = _block_sizes(q_heads, k_heads, head_dim, rotary_dim, q.element_size(),
                                                           layout == "paper", "exact" if exact else "float32",

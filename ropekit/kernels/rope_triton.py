@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .angles import exact_cos_sin
-from .common import INTERPRETED, qkv_strides, rotate_heads
+from .common import INTERPRETED, qkv_strides, rotate_heads, token_block, vector_aligned
 
 # --- the kernel ------------------------------------------------------------------------
 
@@ -61,12 +61,7 @@ def rope_qk_kernel(
     stride_qob, stride_qos, stride_qoh = stride_qob.to(tl.int64) * ALIGN, stride_qos.to(tl.int64) * ALIGN, stride_qoh.to(tl.int64) * ALIGN
     stride_kb, stride_ks, stride_kh = stride_kb.to(tl.int64) * ALIGN, stride_ks.to(tl.int64) * ALIGN, stride_kh.to(tl.int64) * ALIGN
     stride_kob, stride_kos, stride_koh = stride_kob.to(tl.int64) * ALIGN, stride_kos.to(tl.int64) * ALIGN, stride_koh.to(tl.int64) * ALIGN
-
-    n_blocks = tl.cdiv(seq_len, BLOCK_S)
-    pid = tl.program_id(0).to(tl.int64)
-    b = pid // n_blocks
-    s = (pid % n_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
-    tok_mask = s < seq_len
+    b, s, tok_mask = token_block(seq_len, BLOCK_S)
 
     # Each token's position m (and, for packed input, whether it lies in any sequence).
     if VARLEN:
@@ -114,9 +109,9 @@ def rope_qk_kernel(
     sin = (sin * sin_scale)[:, None, :]
 
     rotate_heads(q_ptr, qo_ptr, b * stride_qb + s * stride_qs, b * stride_qob + s * stride_qos, stride_qh, stride_qoh, tok_mask, cos, sin,
-                  Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+                 Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
     rotate_heads(k_ptr, ko_ptr, b * stride_kb + s * stride_ks, b * stride_kob + s * stride_kos, stride_kh, stride_koh, tok_mask, cos, sin,
-                  K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+                 K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
 
 
 # --- the launcher ----------------------------------------------------------------------
@@ -261,11 +256,7 @@ def launch_kernel(q, k, q_out, k_out, launch: RopeLaunch):
         stride_pos_s = positions.stride(1) if pos_mode == 2 else 0
 
     strides = (stride_qb, stride_qs, stride_qh, stride_qob, stride_qos, stride_qoh, stride_kb, stride_ks, stride_kh, stride_kob, stride_kos, stride_koh)
-    vector = 16 // q.element_size()
-    if all(x % vector == 0 for x in strides):
-        align, strides = vector, tuple(x // vector for x in strides)
-    else:
-        align = 1
+    align, strides = vector_aligned(strides, q.element_size())
     half = rotary_dim // 2
     constexprs = (q_heads, k_heads, head_dim, half, triton.next_power_of_2(half),
                   triton.next_power_of_2(max(1, head_dim - rotary_dim)), paper, table, exact, pos_mode, varlen,
