@@ -169,7 +169,7 @@ def main(argv=None):
     write_csv(rows, out / "results.csv")
     (out / "meta.json").write_text(json.dumps(meta(config, argv), indent=2) + "\n")
     print_summary(rows)
-    _plot(out, config["suites"])
+    _plot(out, config["suites"], device)
     print(f"wrote {out / 'results.csv'} and {out / 'meta.json'} in {time.perf_counter() - began:.0f} s")
     if device == "cpu":
         print(f"These are CPU numbers. {_committed_runs()[0].upper()}{_committed_runs()[1:]}.")
@@ -184,7 +184,7 @@ def _committed_runs():
     return f"GPU figures, ropekit's Triton kernels included, come from the committed runs in {where}"
 
 
-def _plot(out, suites):
+def _plot(out, suites, device):
     os.environ.setdefault("MPLBACKEND", "Agg")  # no window needed: figures go to files
     try:
         from ..viz import plot_benchmark
@@ -196,6 +196,9 @@ def _plot(out, suites):
     for suite in suites:
         try:
             fig = plot_benchmark(str(out / "results.csv"), suite=suite)
+            if device != "cuda":
+                note = "measured on a CPU: says nothing about GPU speed (GPU runs: benchmarks/results/)"
+                fig.supxlabel(note, fontsize=12)
             fig.savefig(out / f"{suite}.png", dpi=120, bbox_inches="tight")
             plt.close(fig)
             print(f"wrote {out / f'{suite}.png'}")
