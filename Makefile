@@ -4,42 +4,47 @@
 #
 # The set-up is idempotent and local: it creates .venv/ in this folder, installs ropekit
 # editable with the lesson and test dependencies, and registers nothing globally.
-# Torch: with an NVIDIA driver present (nvidia-smi works) pip installs the newest torch
-# that satisfies pyproject's range (a CUDA build); without one it pins torch==$(CPU_TORCH),
-# the version the kit's CPU runs (CI included) are tested with, which pip takes from a local
-# CPU-only wheel where one is configured. PyPI's own Linux wheel of it bundles CUDA; for
-# PyTorch's small CPU-only build add
-#   TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
-# and pin another torch with TORCH_SPEC='torch==2.6.0' (both on the make command line).
+# Torch: scripts/choose_torch.py picks where it comes from and prints its choice. With an
+# NVIDIA driver (nvidia-smi -L works), the newest torch in pyproject's range (a CUDA build).
+# Without one on Linux, torch==$(CPU_TORCH) (the version the kit's CPU runs, CI included, are
+# tested with) from PyTorch's CPU-only index when it answers within $(TORCH_INDEX_TIMEOUT) s, else
+# from pip's default index (a local CPU wheel where one is configured). Overrides, on the make
+# command line: TORCH_SPEC='torch==2.6.0' (another torch), TORCH_PIP_ARGS='--index-url URL'
+# (pip arguments used as they are, no probing).
+#
+# JupyterLab: `make lessons JUPYTER_ARGS='--no-browser --ip 0.0.0.0 --port 8890'` passes
+# options through; as root (Docker, cloud notebooks, WSL) --allow-root is added.
 
 PYTHON ?= python3
 VENV ?= .venv
 CPU_TORCH ?= 2.13.0
+TORCH_SPEC ?=
+TORCH_PIP_ARGS ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_TIMEOUT ?= 5
+JUPYTER_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ropekit-installed
-HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
-ifeq ($(HAS_CUDA),yes)
-TORCH_SPEC ?= torch>=2.4
-else
-TORCH_SPEC ?= torch==$(CPU_TORCH)
-endif
-TORCH_PIP_ARGS ?=
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# setuptools reports every editable install as a warning, which pip shows despite --quiet
+QUIET_EDITABLE := PYTHONWARNINGS='ignore:Editable installation:UserWarning'
 
 .PHONY: lessons test setup bench gallery clean
 
 lessons: $(STAMP)
-	$(BIN)/jupyter lab lessons/
+	$(BIN)/jupyter lab $(AS_ROOT) $(JUPYTER_ARGS) lessons/
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile scripts/choose_torch.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install --quiet -e ".[lessons,test]"
+	$(BIN)/python scripts/choose_torch.py --cpu-version $(CPU_TORCH) --spec '$(TORCH_SPEC)' \
+		--pip-args '$(TORCH_PIP_ARGS)' --cpu-index $(TORCH_CPU_INDEX) --timeout $(TORCH_INDEX_TIMEOUT)
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e ".[lessons,test]"
 	touch $(STAMP)
 
 bench: $(STAMP)
