@@ -2,13 +2,14 @@
 
 Each ``interactive_*`` function shows sliders above the picture and redraws the picture
 when a slider is let go. The picture is a PNG in an ``ipywidgets.Image``, not a
-matplotlib figure shown inside an ``Output`` widget. That choice is what lets a lesson
-run headless: ``jupyter nbconvert --execute`` (nbclient) stands in for a browser's Output
-widgets, and for every output captured by one it sends the widget's whole state, the
-figure's PNG included, back to the kernel on the shell channel while it is waiting for
-that same channel's execute reply. On this machine that wait never ended in 1 of 5 runs
-of a one-slider notebook (it ends after a stall when a cell timeout is set). With an
-Image widget the picture travels as widget state on IOPub and nbclient sends nothing.
+matplotlib figure shown inside an ``Output`` widget, so that lessons run headless.
+``jupyter nbconvert --execute`` and papermill (nbclient) stand in for a browser's Output
+widgets: for every output captured by one, nbclient sends the widget's whole state, the
+figure's PNG included, back to the kernel on the shell channel, the channel on which it is
+waiting for the cell's execute reply. With the figure inside an Output widget that wait
+sometimes never ended (1 of 5 runs of a one-slider notebook here; both processes idle);
+with an Image widget the picture travels as widget state on IOPub, nbclient sends
+nothing, and no run hung (0 of 10, and the headless tests).
 """
 
 from __future__ import annotations
