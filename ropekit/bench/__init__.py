@@ -96,6 +96,7 @@ from .results import (
     SCHEMA,
     SUITES,
     read_results,
+    results_files,
     write_csv,
 )
 from .suites import run_rerope_suite, run_rope_suite
@@ -129,5 +130,6 @@ __all__ = [
     "BASELINES",
     "write_csv",
     "read_results",
+    "results_files",
     "print_summary",
 ]
