@@ -68,7 +68,7 @@ MROPE_MODELS = {"qwen2-vl-7b": (28, 4, (16, 24, 24), False), "qwen3-vl-8b": (32,
 def compile_mrope_variant(model, paper, exact, block_s, block_hq, block_hk, num_warps):
     """The M-RoPE kernel compiled for sm_90 as its launcher passes it (bf16, aligned, ALIGN = 8)."""
     q_heads, kv_heads, (n_t, n_h, n_w), interleaved = MROPE_MODELS[model]
-    kernel = mrope._mrope_qk_kernel
+    kernel = mrope.mrope_qk_kernel
     constants = dict(Q_HEADS=q_heads, K_HEADS=kv_heads, HEAD_DIM=HEAD_DIM, HALF=HEAD_DIM // 2,
                      HALF_PAD=HEAD_DIM // 2, PASS_PAD=1, N_T=n_t, N_H=n_h, N_W=n_w, INTERLEAVED=interleaved,
                      PAPER=paper, EXACT=exact, COPY_PASS=False, ALIGN=8, BLOCK_S=block_s, BLOCK_HQ=block_hq,

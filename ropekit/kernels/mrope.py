@@ -56,7 +56,7 @@ _INT_ARGS = ["seq_len", "q_sb", "q_ss", "q_sh", "qo_sb", "qo_ss", "qo_sh", "k_sb
 
 
 @triton.jit(do_not_specialize=_INT_ARGS)
-def _mrope_qk_kernel(
+def mrope_qk_kernel(
     q_ptr, k_ptr, qo_ptr, ko_ptr, pos_ptr, inv_freq_ptr, seq_len, cos_scale, sin_scale,
     q_sb, q_ss, q_sh, qo_sb, qo_ss, qo_sh, k_sb, k_ss, k_sh, ko_sb, ko_ss, ko_sh, pos_sa, pos_sb, pos_ss,
     Q_HEADS: tl.constexpr, K_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, HALF: tl.constexpr,
@@ -145,7 +145,7 @@ def _launch(q, k, q_out, k_out, positions, inv_freq, sections, interleaved, layo
     n_t, n_h, n_w = sections
     sin_scale = -attention_factor if inverse else attention_factor
     grid = (batch * triton.cdiv(seq_len, block_s),)
-    _mrope_qk_kernel[grid](
+    mrope_qk_kernel[grid](
         q, k, q_out, k_out, positions, inv_freq, seq_len, attention_factor, sin_scale,
         *strides, pos_sa, pos_sb, pos_ss,
         q_heads, k_heads, head_dim, half, triton.next_power_of_2(half),
