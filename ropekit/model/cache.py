@@ -35,6 +35,7 @@ class KVCache:
 
     Create it with ``TinyLlama.new_cache(scheme)`` and pass it to the model's forward:
     the forward appends each layer's new keys and values and then advances ``length``.
+    Lesson 04 explains what each scheme caches.
     """
 
     def __init__(self, scheme: PositionScheme):

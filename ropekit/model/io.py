@@ -97,7 +97,9 @@ def save(model: TinyLlama, folder, dtype: torch.dtype = torch.float32):
 
 
 def load(folder, device="cpu") -> TinyLlama:
-    """Read a checkpoint written by :func:`save`; returns a float32 TinyLlama in eval mode."""
+    """Read a checkpoint written by :func:`save`; returns a float32 TinyLlama in eval mode.
+
+    ``load("checkpoints/tiny-llama-main")`` is how lesson 06 starts."""
     folder = Path(folder)
     meta = json.loads((folder / "config.json").read_text())
     if meta.get("format") != FORMAT:

@@ -218,7 +218,7 @@ class TinyLlama(nn.Module):
                 and attention output ``out``, each ``(batch, seq, heads, head_dim)``.
 
         Returns:
-            ``(batch, seq, vocab_size)`` float32 logits.
+            ``(batch, seq, vocab_size)`` float32 logits. Lesson 06.
         """
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point:
             got = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
@@ -284,6 +284,8 @@ class TinyLlama(nn.Module):
         Returns:
             ``(tokens, logits)``: ``(batch, seq + max_new_tokens)`` ids (prompt first) and the
             ``(batch, max_new_tokens, vocab_size)`` logits each new token was chosen from.
+            Greedy tokens and logits equal those of full forwards over the growing sequence
+            (but for dynamic NTK past L; see :class:`KVCache`). Lesson 06.
         """
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")

@@ -56,7 +56,8 @@ class PositionScheme:
             attention_factor, mscale, mscale_all_dim, truncate; ``llama3`` takes
             low_freq_factor (default 1) and high_freq_factor (default 4).
 
-    ``original_max_position_embeddings`` is always the model's training length L.
+    ``original_max_position_embeddings`` is always the model's training length L. Lesson 04
+    derives every scheme; lesson 06 runs them on a trained model.
 
     Example:
         >>> PositionScheme("yarn", factor=8)

@@ -27,7 +27,12 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
 * :mod:`ropekit.viz.model`: ``plot_loss_curves``, ``plot_window_ablation``,
   ``plot_passkey_heatmap``, ``plot_attention_entropy``, ``plot_measured_decay`` (lesson 06);
+* :mod:`ropekit.viz.precision`: ``plot_cos_sin_error``, ``plot_rotation_error``,
+  ``plot_logit_drift`` (lesson 09);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
+* :mod:`ropekit.viz.multiaxis`: ``plot_grid_scores``, ``plot_mrope_position_ids``,
+  ``plot_mrope_pair_axes``, ``plot_pair_scores``, ``plot_irope_temperature``,
+  ``plot_cache_bytes`` (lesson 08: images, video, p-RoPE, iRoPE, MLA);
 * :mod:`ropekit.viz.style`: the shared look (palette, font sizes, colour maps);
 * :mod:`ropekit.viz.common`: panel and cell helpers the modules share.
 
@@ -52,6 +57,15 @@ from .model import (
     plot_passkey_heatmap,
     plot_window_ablation,
 )
+from .multiaxis import (
+    plot_cache_bytes,
+    plot_grid_scores,
+    plot_irope_temperature,
+    plot_mrope_pair_axes,
+    plot_mrope_position_ids,
+    plot_pair_scores,
+)
+from .precision import plot_cos_sin_error, plot_logit_drift, plot_rotation_error
 from .rotation import plot_rotation_2d, plot_rotation_matrix
 from .spectrum import plot_frequency_spectrum
 
@@ -64,6 +78,9 @@ __all__ = [
     "plot_long_term_decay",
     "plot_attention_logits",
     "plot_benchmark",
+    "plot_cos_sin_error",
+    "plot_rotation_error",
+    "plot_logit_drift",
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
     "interactive_rotation_2d",
@@ -72,4 +89,10 @@ __all__ = [
     "plot_passkey_heatmap",
     "plot_attention_entropy",
     "plot_measured_decay",
+    "plot_grid_scores",
+    "plot_mrope_position_ids",
+    "plot_mrope_pair_axes",
+    "plot_pair_scores",
+    "plot_irope_temperature",
+    "plot_cache_bytes",
 ]
