@@ -16,7 +16,9 @@ copy).
 from __future__ import annotations
 
 import numbers
+import os
 
+import numpy as np
 import torch
 
 LAYOUTS = ("paper", "half")
@@ -164,6 +166,7 @@ def check_qkv(q, k, v, same_length: bool = True) -> None:
 # --- apply_rope_qk: the kernel and its reference twin check the same things ---------------
 
 INT_DTYPES = (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8)
+UNSIGNED_DTYPES = tuple(getattr(torch, name) for name in ("uint8", "uint16", "uint32", "uint64") if hasattr(torch, name))
 
 
 def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens):
@@ -199,8 +202,8 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
     check_layout(layout)
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be True or False, got {inplace!r}")
-    if inplace and q is k:
-        raise ValueError("inplace=True needs q and k to be different tensors")
+    if inplace:
+        check_inplace(q, k)
 
     if cos is not None or sin is not None:
         half = _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor)
@@ -215,14 +218,8 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
         attention_factor = real(attention_factor, "attention_factor")
         half = inv_freq.shape[0]
 
-    if rotary_dim is None:
-        rotary_dim = 2 * half
-    elif not is_integer(rotary_dim) or int(rotary_dim) != 2 * half:
-        source = "cos.shape[-1]" if inv_freq is None else "len(inv_freq)"
-        raise ValueError(f"rotary_dim must be 2 * {source} = {2 * half}, got {rotary_dim!r}")
-    rotary_dim = int(rotary_dim)
-    if not 0 < rotary_dim <= head_dim:
-        raise ValueError(f"rotary_dim ({rotary_dim}) must be between 2 and head_dim ({head_dim})")
+    source = "cos/sin" if inv_freq is None else "inv_freq"
+    rotary_dim = check_rotary_width(half, head_dim, rotary_dim, source)
 
     offset = 0
     if isinstance(positions, torch.Tensor):
@@ -234,7 +231,8 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
 
     if varlen and (not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.shape[0] < 2
                    or cu_seqlens.dtype not in (torch.int32, torch.int64) or cu_seqlens.device != q.device):
-        raise ValueError(f"cu_seqlens must be an int32 (n_seqs + 1,) tensor on {q.device}, got {describe(cu_seqlens)}")
+        raise ValueError(f"cu_seqlens must be an int32 or int64 (n_seqs + 1,) tensor on {q.device}, "
+                         f"got {describe(cu_seqlens)}")
     return rotary_dim, offset, positions, float(attention_factor)
 
 
@@ -253,7 +251,7 @@ def _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor
         raise ValueError("attention_factor applies to inv_freq; a cos/sin table already includes it")
     if cos.dim() == 3 and not varlen:
         batch = q.shape[0]
-        if cos.shape[0] not in (1, batch) or cos.shape[1] != seq:
+        if not one_or(cos.shape[0], batch) or cos.shape[1] != seq:
             raise ValueError(
                 f"cos/sin of shape (batch, seq, rotary_dim // 2) must be ({batch} or 1, {seq}, ...), "
                 f"got {tuple(cos.shape)}"
@@ -266,18 +264,13 @@ def _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor
             f"cos/sin must be (n_positions, rotary_dim // 2){'' if varlen else ' or (batch, seq, rotary_dim // 2)'}, "
             f"got {tuple(cos.shape)}"
         )
-    elif not varlen and (positions is None or is_integer(positions)):
+    elif positions is None or (is_integer(positions) and not isinstance(positions, torch.Tensor)):
         first = int(positions or 0)
-        if first < 0 or first + seq > cos.shape[0]:
+        if first < 0 or (not varlen and first + seq > cos.shape[0]):
             raise ValueError(
                 f"positions {first} .. {first + seq - 1} need cos/sin rows that the table of "
                 f"{cos.shape[0]} rows does not have"
             )
-    if cos.shape[-1] == q.shape[-1]:
-        raise ValueError(
-            f"cos/sin have head_dim = {cos.shape[-1]} columns; they must have rotary_dim // 2, one per pair. "
-            "Hugging Face's tables repeat the two halves: pass cos[..., :head_dim // 2]"
-        )
     return cos.shape[-1]
 
 
@@ -287,18 +280,157 @@ def _check_positions(positions, q, seq, cu_seqlens):
                          f"on {positions.device}")
     if cu_seqlens is not None:
         n_seqs = cu_seqlens.shape[0] - 1 if isinstance(cu_seqlens, torch.Tensor) and cu_seqlens.dim() == 1 else None
-        if positions.dim() != 1 or positions.shape[0] not in (1, n_seqs):
+        if positions.dim() != 1 or n_seqs is None or not one_or(positions.shape[0], n_seqs):
             raise ValueError(
                 f"with cu_seqlens, positions must be an int or (n_seqs,) = ({n_seqs},) per-sequence offsets "
                 f"(one per sequence), got shape {tuple(positions.shape)}"
             )
         return
     batch = q.shape[0]
-    if positions.dim() == 1 and positions.shape[0] in (1, batch):
+    if positions.dim() == 1 and one_or(positions.shape[0], batch):
         return
-    if positions.dim() == 2 and positions.shape[0] in (1, batch) and positions.shape[1] == seq:
+    if positions.dim() == 2 and one_or(positions.shape[0], batch) and positions.shape[1] == seq:
         return
     raise ValueError(
         f"positions must be (batch,) offsets or (batch, seq) position_ids with batch = {batch} (or 1) and "
         f"seq = {seq}, got shape {tuple(positions.shape)}"
     )
+
+
+
+def one_or(size, n) -> bool:
+    """size == 1 or size == n, written so that torch.compile can decide it when n is a
+    symbolic (dynamic) size: ``size in (1, n)`` compares by identity first and fails there."""
+    return size == 1 or size == n
+
+
+def check_rotary_width(half, head_dim, rotary_dim, source="cos/sin"):
+    """rotary_dim for angles of ``half`` columns (one per feature pair) applied to features
+    of size head_dim; returns it as an int.
+
+    Partial rotary (rotary_dim < head_dim) must be asked for by passing rotary_dim, as
+    transformers asks for ``partial_rotary_factor``: a table built for the wrong head_dim
+    must not quietly leave features unrotated. Tables of Hugging Face's width (the two
+    halves repeated: head_dim columns) and transposed tables get a message that says so.
+    """
+    if 2 * half > head_dim:
+        if half == head_dim:
+            hint = (f"{source} have head_dim = {half} columns: Hugging Face's tables repeat the two halves; "
+                    f"pass cos[..., :{half // 2}] and sin[..., :{half // 2}]")
+        else:
+            hint = f"{source} have {half} columns, more than the {head_dim // 2} pairs of head_dim = {head_dim}"
+        raise ValueError(f"{hint}. ropekit expects (..., seq, rotary_dim // 2): one column per rotated pair, "
+                         "rows by position")
+    if rotary_dim is None:
+        if 2 * half != head_dim:
+            raise ValueError(
+                f"{source} have {half} columns (rotary_dim = {2 * half}) but head_dim is {head_dim}: pass "
+                f"rotary_dim={2 * half} to rotate only the first {2 * half} features (partial rotary), or build "
+                f"the angles for all {head_dim} features (rope_frequencies({head_dim}))")
+        return 2 * half
+    if not is_integer(rotary_dim) or int(rotary_dim) != 2 * half:
+        raise ValueError(f"rotary_dim must be 2 * (columns of {source}) = {2 * half}, got {rotary_dim!r}")
+    return int(rotary_dim)
+
+
+# --- in place: refuse before writing anything ----------------------------------------------
+
+
+def check_inplace(q, k) -> None:
+    """inplace=True needs q and k that autograd lets us overwrite and that share no memory.
+
+    Both checks read only Python attributes (requires_grad, pointers, strides): no sync.
+    """
+    if q is k:
+        raise ValueError("inplace=True needs q and k to be different tensors")
+    if torch.is_grad_enabled():
+        for name, t in (("q", q), ("k", k)):
+            base = t if t._base is None else t._base
+            if t.requires_grad and base.is_leaf:
+                what = "a leaf tensor" if t is base else "a view of a leaf tensor"
+                raise ValueError(f"inplace=True cannot overwrite {name}: it is {what} that requires grad "
+                                 "(autograd forbids it); use inplace=False, or rotate a non-leaf (e.g. a projection's output)")
+    if not torch.compiler.is_compiling() and share_memory(q, k):
+        raise ValueError("inplace=True needs q and k in separate memory, but they overlap (e.g. k = q[:, :, :1]): "
+                         "the shared elements would be rotated twice; use inplace=False or separate tensors")
+
+
+class _Strided:
+    """numpy's view of a tensor's addresses (pointer, shape, byte strides); no data is read."""
+
+    def __init__(self, t):
+        self.__array_interface__ = {"data": (t.data_ptr(), False), "shape": tuple(t.shape), "version": 3,
+                                    "strides": tuple(x * t.element_size() for x in t.stride()),
+                                    "typestr": f"|V{t.element_size()}"}
+
+
+def share_memory(a, b) -> bool:
+    """True when tensors a and b have at least one element at the same address.
+
+    Exact for the usual cases (slices of a packed qkv tensor do not overlap, k = q[:, :, :1]
+    does): different storages never overlap, disjoint byte ranges neither, and otherwise
+    numpy's shares_memory solves it from pointers and strides. Costs no sync.
+    """
+    if a.numel() == 0 or b.numel() == 0 or a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr():
+        return False
+    ends = []
+    for t in (a, b):
+        last = sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        ends.append((t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()))
+    (a0, a1), (b0, b1) = ends
+    if a1 <= b0 or b1 <= a0:
+        return False
+    try:
+        return bool(np.shares_memory(np.asarray(_Strided(a)), np.asarray(_Strided(b)), max_work=100_000))
+    except np.exceptions.TooHardError:
+        return True  # cannot prove them apart: refuse rather than risk a double rotation
+
+
+# --- values: checks that need a host sync, opt-in on the kernel ----------------------------
+
+VALIDATE_ENV = "ROPEKIT_VALIDATE"
+
+
+def validate_requested(validate) -> bool:
+    """validate=True, or validate=None with the environment variable ROPEKIT_VALIDATE=1."""
+    if validate is None:
+        return os.environ.get(VALIDATE_ENV, "0") not in ("", "0")
+    if not isinstance(validate, bool):
+        raise TypeError(f"validate must be True, False or None (None: the {VALIDATE_ENV} environment variable), "
+                        f"got {validate!r}")
+    return validate
+
+
+def check_rope_qk_values(q, cos, positions, offset, cu_seqlens) -> None:
+    """The value checks of apply_rope_qk: cu_seqlens starts at 0, never decreases and ends
+    at most at the token count; every position m lies inside the cos/sin table.
+
+    These read tensor values, a host synchronisation on a GPU: the reference twin always
+    runs them, the kernel only when asked (``validate=True`` or ``ROPEKIT_VALIDATE=1``).
+    Arguments as returned by :func:`check_rope_qk` (shapes already checked).
+    """
+    if cu_seqlens is not None:
+        cu = cu_seqlens.long()
+        if int(cu[0]) != 0 or bool((cu[1:] < cu[:-1]).any()) or int(cu[-1]) > q.shape[0]:
+            raise ValueError(f"cu_seqlens must start at 0, never decrease and end at most at the {q.shape[0]} "
+                             f"tokens, got {cu.tolist()}")
+    if cos is None or cos.dim() != 2:
+        return  # angles computed from positions, or a table already gathered per token
+    rows = cos.shape[0]
+    if cu_seqlens is None:
+        seq = q.shape[1]
+        if positions is None or seq == 0:
+            return
+        if positions.dim() == 1:  # per-sequence offsets: positions p .. p + seq - 1
+            low, high = positions.long() + offset, positions.long() + offset + seq - 1
+        else:
+            low = high = positions.long() + offset
+    else:
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+        start = offset + (positions.long() if positions is not None else torch.zeros_like(lengths))
+        start = start.expand(lengths.shape)
+        nonempty = lengths > 0
+        low, high = start[nonempty], (start + lengths - 1)[nonempty]
+    if low.numel() and (int(low.min()) < 0 or int(high.max()) >= rows):
+        raise ValueError(f"positions reach {int(low.min())} .. {int(high.max())}, outside the cos/sin table of "
+                         f"{rows} rows (0 .. {rows - 1})")
