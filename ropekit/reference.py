@@ -213,7 +213,7 @@ def _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor
     if positions is None:
         m = index + offset
     elif positions.dim() == 1:  # per-sequence offsets (one for all when there is one)
-        m = index + positions.long()[seq_of_token if positions.shape[0] > 1 else 0] + offset
+        m = index + positions.long()[seq_of_token if positions.shape[0] != 1 else 0] + offset
     else:
         m = positions.long().expand(index.shape) + offset
     if cos is None:
