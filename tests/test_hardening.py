@@ -538,3 +538,55 @@ def test_compiled_calls_marked_only_on_q_and_k_compile_at_most_twice(device, for
         torch.testing.assert_close(compiled(q, k, p), reference.apply_rope_qk(q, k, cos, sin, positions=p))
         counts.append(backend.graphs)
     assert counts[-1] <= 2 and counts[-1] == counts[-3]  # nothing for batch 4, nothing for seq 5
+
+
+# --- 16: YaRN's truncate flag, against numbers computed independently -----------------------------
+
+
+def yarn_ramp_end(rotations, dim, base, original):
+    """The fractional pair index i at which pair i turns `rotations` times over `original`
+    tokens (YaRN §3.2: r(i) = L_0·θ_i/(2π) with θ_i = base^(−2i/d)), found by bisection on
+    r itself rather than by the closed form the library uses."""
+    low, high = 0.0, dim / 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        turns = original * base ** (-2 * mid / dim) / (2 * math.pi)  # decreases with i
+        low, high = (mid, high) if turns > rotations else (low, mid)
+    return (low + high) / 2
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_yarn_truncate_flag_moves_the_ramp_ends(truncate):
+    dim, base, factor, original = 64, 10000.0, 8.0, 2048
+    fast, slow = yarn_ramp_end(32, dim, base, original), yarn_ramp_end(1, dim, base, original)
+    # by hand: 64·ln(2048/(32·2π))/(2 ln 1e4) = 8.064 and 64·ln(2048/(1·2π))/(2 ln 1e4) = 20.105: not integers,
+    # so truncation (floor, ceil) moves both ends
+    assert (round(fast, 3), round(slow, 3)) == (8.064, 20.105)
+    low, high = (math.floor(fast), math.ceil(slow)) if truncate else (fast, slow)
+    theta = base ** -(torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    keep = 1 - ((torch.arange(dim // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)  # γ: 1 keeps θ
+    expected = keep * theta + (1 - keep) * theta / factor
+    inv_freq, _ = ropekit.rope_frequencies(dim, base, "yarn", factor=factor, original_max_position_embeddings=original,
+                                           truncate=truncate)
+    torch.testing.assert_close(inv_freq, expected.float(), rtol=1e-6, atol=0)
+    other, _ = ropekit.rope_frequencies(dim, base, "yarn", factor=factor, original_max_position_embeddings=original,
+                                        truncate=not truncate)
+    assert not torch.allclose(inv_freq, other, rtol=1e-4)  # pairs 8 .. 21 differ between the two
+
+
+def test_yarn_truncate_false_matches_transformers():
+    transformers = pytest.importorskip("transformers")
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    dim, base = 128, 500000.0
+    rope = {"rope_type": "yarn", "rope_theta": base, "factor": 16.0, "original_max_position_embeddings": 4096,
+            "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False}
+    config = transformers.LlamaConfig(hidden_size=dim * 4, num_attention_heads=4, head_dim=dim,
+                                      max_position_embeddings=65536, rope_theta=base, rope_scaling=dict(rope))
+    if hasattr(config, "rope_parameters"):
+        config.rope_parameters = dict(rope)
+    hf_inv_freq, hf_att = ROPE_INIT_FUNCTIONS["yarn"](config, "cpu")
+    ours, att = ropekit.rope_frequencies(dim, base, "yarn", factor=16.0, original_max_position_embeddings=4096,
+                                         truncate=False)
+    torch.testing.assert_close(ours, hf_inv_freq.float(), rtol=1e-6, atol=0)
+    assert att == pytest.approx(hf_att, rel=1e-6)
