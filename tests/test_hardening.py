@@ -590,3 +590,104 @@ def test_yarn_truncate_false_matches_transformers():
                                          truncate=False)
     torch.testing.assert_close(ours, hf_inv_freq.float(), rtol=1e-6, atol=0)
     assert att == pytest.approx(hf_att, rel=1e-6)
+
+
+# --- 17: tests that see the direction of the rotation, log-n in bf16, GQA heads, compiled backward --
+
+
+@pytest.mark.parametrize("layout", ["half", "paper"])
+def test_rotation_turns_counter_clockwise_by_plus_m_theta(device, layout):
+    """RoFormer eq. 13: R(mθ) = [[cos, −sin], [sin, cos]]: the pair (1, 0) goes to (cos mθ, sin mθ)
+    and (0, 1) to (−sin mθ, cos mθ). A rotation by −mθ keeps norms and relative logits, so
+    only a test like this one sees the sign."""
+    m, theta = 3, [1.0, 0.01]  # pair 0 turns 1 rad per token, pair 1 0.01 rad
+    inv_freq = torch.tensor(theta)
+    cos, sin = ropekit.rope_cos_sin(torch.tensor([m]), inv_freq)
+    first, second = ((0, 2), (1, 3)) if layout == "half" else ((0, 1), (2, 3))  # features of pair 0, pair 1
+    x = torch.zeros(1, 4, dtype=torch.float64)
+    x[0, first[0]], x[0, second[1]] = 1.0, 1.0  # pair 0 = (1, 0), pair 1 = (0, 1)
+    expected = torch.zeros(1, 4, dtype=torch.float64)
+    expected[0, first[0]], expected[0, first[1]] = math.cos(m * theta[0]), math.sin(m * theta[0])
+    expected[0, second[0]], expected[0, second[1]] = -math.sin(m * theta[1]), math.cos(m * theta[1])
+    for fn in (ropekit.apply_rope, reference.apply_rope_loop):
+        torch.testing.assert_close(fn(x, cos, sin, layout), expected, atol=1e-7, rtol=0)
+    q = x.float().to(device).reshape(1, 1, 1, 4)
+    out, _ = apply_rope_qk(q, q.clone(), cos.to(device), sin.to(device), layout, positions=0)
+    torch.testing.assert_close(out.double().cpu().reshape(1, 4), expected, atol=1e-6, rtol=0)
+
+
+def test_rotation_direction_matches_transformers():
+    pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    q, k = torch.randn(2, 1, 5, 3, 8, dtype=torch.float64).unbind(0)  # (batch, seq, heads, head_dim)
+    cos, sin = ropekit.rope_cos_sin(torch.arange(5), inv_freq)
+    hf_cos, hf_sin = torch.cat((cos, cos), -1).double()[None], torch.cat((sin, sin), -1).double()[None]
+    hf_q, hf_k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), hf_cos, hf_sin)  # HF: (batch, heads, seq, d)
+    ours = reference.apply_rope_qk(q, k, cos, sin)
+    torch.testing.assert_close(ours[0], hf_q.transpose(1, 2)), torch.testing.assert_close(ours[1], hf_k.transpose(1, 2))
+
+
+# ReRoPE's log-n scale, where it matters: L = 2 scales query i by log2(i + 1), up to 5 at i = 31,
+# so an off-by-one in n moves outputs by 0.1-0.3 while the correct bf16 kernel stays within 0.04
+# (measured under the interpreter: 0.0385 and 0.0356 for these two cases).
+LOG_N_BF16 = [(1, 2, 2, 32, 32, 4, None, 2, "half"), (1, 4, 2, 48, 32, 8, 4.0, 2, "paper")]
+
+
+@pytest.mark.parametrize("batch, heads, kv_heads, seq, head_dim, window, leaky, log_n, layout", LOG_N_BF16)
+def test_fused_rerope_log_n_in_bf16_is_checked_where_the_scale_is_large(
+    device, batch, heads, kv_heads, seq, head_dim, window, leaky, log_n, layout
+):
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(batch, seq, h, head_dim, generator=gen).to(device, torch.bfloat16)
+               for h in (heads, kv_heads, kv_heads))
+    inv_freq, _ = ropekit.rope_frequencies(head_dim)
+    options = dict(leaky_factor=leaky, log_n_train_length=log_n, layout=layout)
+    out = rerope_attention(q, k, v, inv_freq.to(device), window, **options).float()
+    expected = rerope_reference(q.double(), k.double(), v.double(), inv_freq.double(), window, **options).float()
+    torch.testing.assert_close(out, expected, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("heads, kv_heads", [(4, 2), (6, 3)])
+def test_grouped_query_kernels_map_each_head_to_its_own_kv_head(device, heads, kv_heads):
+    """Distinct kv heads (more than one), so that reading the wrong one changes the answer."""
+    gen = torch.Generator().manual_seed(4)
+    q = torch.randn(1, 24, heads, 32, generator=gen)
+    k = torch.randn(1, 24, kv_heads, 32, generator=gen) + torch.arange(kv_heads)[:, None]  # heads differ
+    v = torch.randn(1, 24, kv_heads, 32, generator=gen) * (1 + torch.arange(kv_heads))[:, None]
+    inv_freq, cos, sin = tables("cpu", 24, 32)
+    q_out, k_out = apply_rope_qk(q.to(device), k.to(device), cos.to(device), sin.to(device))
+    m = torch.arange(24)[None]
+    torch.testing.assert_close(q_out.double().cpu(), rotate_by_matrix(q, m, inv_freq), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(k_out.double().cpu(), rotate_by_matrix(k, m, inv_freq), atol=1e-5, rtol=1e-5)
+    out = rerope_attention(q.to(device), k.to(device), v.to(device), inv_freq.to(device), 6, log_n_train_length=8)
+    expected = rerope_reference(q.double(), k.double(), v.double(), inv_freq.double(), 6, log_n_train_length=8)
+    torch.testing.assert_close(out.double().cpu(), expected, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_compiled_backward_matches_float64_math(device, inplace):
+    """The compiled path's gradient against float64 autograd through explicit rotation
+    matrices, not against eager mode (a bug shared by both would pass that comparison)."""
+    torch._dynamo.reset()
+    inv_freq, cos, sin = tables(device, 8, 8)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 5, 16, generator=gen)
+    w = torch.randn(3 * 8, 16, generator=gen)
+    weights = torch.randn(2, 5, 3, 8, generator=gen)
+
+    def loss_of(w, x, rope):
+        qkv = (x @ w.T).view(2, 5, 3, 8)
+        q, k = rope(qkv[:, :, :2], qkv[:, :, 2:])
+        return (q * weights[:, :, :2].to(q)).sum() + (k * weights[:, :, 2:].to(k)).sum()
+
+    w_kernel = w.clone().to(device).requires_grad_()
+    backend = "inductor" if CUDA else "aot_eager"
+    compiled = torch.compile(lambda w, x: loss_of(w, x, lambda q, k: apply_rope_qk(q, k, cos, sin, inplace=inplace)),
+                             fullgraph=True, backend=backend)
+    compiled(w_kernel, x.to(device)).backward()
+    w64 = w.detach().double().requires_grad_()
+    m = torch.arange(5).expand(2, 5)
+    loss_of(w64, x.double(), lambda q, k: (rotate_by_matrix(q, m, inv_freq.cpu()), rotate_by_matrix(k, m, inv_freq.cpu()))).backward()
+    torch.testing.assert_close(w_kernel.grad.double().cpu(), w64.grad, atol=1e-4, rtol=1e-4)
