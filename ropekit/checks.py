@@ -3,8 +3,18 @@
 Each check raises a ``TypeError`` or ``ValueError`` whose message names the argument and
 what was expected, so a shape or type mistake never turns into a silent wrong answer or a
 failure deep inside torch. Everything here reads only Python attributes of tensors
-(shape, dtype, device, stride): no ``.item()``, no host synchronisation, so the kernels'
-fast paths can call these checks too.
+(shape, dtype, device, stride, data pointer): no ``.item()``, no host synchronisation, so
+the kernels' fast paths can call these checks too. Shape comparisons are plain ``==`` so
+that torch.compile can decide them on symbolic (dynamic) sizes. The one exception,
+:func:`check_rope_qk_values`, reads values and says so.
+
+Positions outside the cos/sin table: one policy for every form. It is an error. Forms
+checked from attributes (None, an int offset, also negative) raise at once, in the kernel
+and its twin; the twin checks tensor positions too (``(batch,)`` offsets, position_ids,
+packed offsets) and raises; the kernel cannot read a tensor's values without a host sync,
+so by default its out-of-table tokens come out NaN (loud, never a plausible value), and
+with ``validate=True`` or the environment variable ``ROPEKIT_VALIDATE=1`` it raises the
+twin's ValueError. cu_seqlens values follow the same rule.
 
 The tensor-order rule of the whole library is stated here once and followed everywhere:
 queries, keys and values are ``(batch, seq, heads, head_dim)`` (``QKV_ORDER``), the
