@@ -5,16 +5,11 @@ what was expected, so a shape or type mistake never turns into a silent wrong an
 failure deep inside torch. Everything here reads only Python attributes of tensors
 (shape, dtype, device, stride, data pointer): no ``.item()``, no host synchronisation, so
 the kernels' fast paths can call these checks too. Shape comparisons are plain ``==`` so
-that torch.compile can decide them on symbolic (dynamic) sizes. The one exception,
-:func:`check_rope_qk_values`, reads values and says so.
+that torch.compile can decide them on symbolic (dynamic) sizes. 
 
-Positions outside the cos/sin table: one policy for every form. It is an error. Forms
-checked from attributes (None, an int offset, also negative) raise at once, in the kernel
-and its twin; the twin checks tensor positions too (``(batch,)`` offsets, position_ids,
-packed offsets) and raises; the kernel cannot read a tensor's values without a host sync,
-so by default its out-of-table tokens come out NaN (loud, never a plausible value), and
-with ``validate=True`` or the environment variable ``ROPEKIT_VALIDATE=1`` it raises the
-twin's ValueError. cu_seqlens values follow the same rule.
+What needs more than attributes (overlapping memory, values such as cu_seqlens or
+positions outside the table) is in :mod:`ropekit.validation`, with the one policy for
+positions outside the cos/sin table.
 
 The tensor-order rule of the whole library is stated here once and followed everywhere:
 queries, keys and values are ``(batch, seq, heads, head_dim)`` (``QKV_ORDER``), the
@@ -26,12 +21,13 @@ copy).
 from __future__ import annotations
 
 import numbers
-import os
 
-import numpy as np
 import torch
 
+from .validation import check_inplace
+
 LAYOUTS = ("paper", "half")
+ANGLES = ("float32", "exact")  # how the angle m·θ_i is formed (ropekit.exact_angles, lesson 09)
 QKV_ORDER = "(batch, seq, heads, head_dim)"
 
 
@@ -89,6 +85,12 @@ def check_layout(layout, name: str = "layout") -> str:
     return layout
 
 
+def check_angles(angles) -> str:
+    if angles not in ANGLES:
+        raise ValueError(f"angles must be 'float32' or 'exact', got {angles!r}")
+    return angles
+
+
 def check_dim(dim, name: str = "dim") -> int:
     if not is_integer(dim) or int(dim) <= 0 or int(dim) % 2:
         raise ValueError(f"{name} must be a positive even integer (features come in pairs), got {dim!r}")
@@ -104,6 +106,38 @@ def check_inv_freq(inv_freq, head_dim: int) -> None:
             f"inv_freq has {inv_freq.shape[0]} frequencies, so rotary_dim = {2 * inv_freq.shape[0]} "
             f"exceeds head_dim = {head_dim}"
         )
+
+
+def check_sections(sections, interleaved: bool = False, pairs: int | None = None) -> tuple[int, int, int]:
+    """M-RoPE's pairs per axis (n_t, n_h, n_w): three non-negative integers with a positive sum,
+    equal to ``pairs`` (= len(inv_freq)) when given. Interleaved (Qwen3-VL: pair i follows h
+    when i % 3 == 1 and i < 3·n_h, w when i % 3 == 2 and i < 3·n_w), the cycle must give each
+    axis its count: 3·n_h ≤ total + 1 and 3·n_w ≤ total."""
+    try:
+        ok = len(sections) == 3 and all(is_integer(s) and int(s) >= 0 for s in sections)
+    except TypeError:
+        ok = False
+    if not ok or sum(int(s) for s in sections) == 0:
+        raise ValueError(f"sections must be three non-negative integers (n_t, n_h, n_w) with a positive sum, "
+                         f"got {sections!r}")
+    n_t, n_h, n_w = (int(s) for s in sections)
+    total = n_t + n_h + n_w
+    if pairs is not None and total != pairs:
+        raise ValueError(f"sections must sum to len(inv_freq) = {pairs}, got {list(sections)}")
+    if interleaved and (3 * n_h > total + 1 or 3 * n_w > total):
+        raise ValueError(f"interleaved sections {list(sections)} do not fit: cycling t, h, w over {total} pairs "
+                         f"gives h at most {(total + 1) // 3} and w at most {total // 3} pairs")
+    return n_t, n_h, n_w
+
+
+def check_mrope_positions(positions, batch: int | None = None, seq: int | None = None) -> None:
+    """M-RoPE positions must be an integer ``(3, batch or 1, seq)`` tensor of (t, h, w) ids."""
+    if (not isinstance(positions, torch.Tensor) or positions.dim() != 3 or positions.shape[0] != 3
+            or positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool):
+        raise ValueError(f"positions must be an integer (3, batch, seq) tensor of (t, h, w) ids, "
+                         f"got {describe(positions)}")
+    if batch is not None and (positions.shape[1] not in (1, batch) or positions.shape[2] != seq):
+        raise ValueError(f"positions must have shape (3, {batch} or 1, {seq}), got {tuple(positions.shape)}")
 
 
 def check_window(window) -> int:
@@ -179,7 +213,8 @@ INT_DTYPES = (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8)
 UNSIGNED_DTYPES = tuple(getattr(torch, name) for name in ("uint8", "uint16", "uint32", "uint64") if hasattr(torch, name))
 
 
-def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens):
+def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens,
+                  angles="float32"):
     """The checks shared by ``ropekit.kernels.apply_rope_qk`` and its twin
     ``ropekit.reference.apply_rope_qk`` (see either for the arguments).
 
@@ -215,14 +250,21 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
     if inplace:
         check_inplace(q, k)
 
+    check_angles(angles)
     if cos is not None or sin is not None:
+        if angles == "exact":
+            raise ValueError("angles='exact' computes the angles from inv_freq; a cos/sin table already holds "
+                             "its own (make it with rope_cos_sin(..., angles='exact'))")
         half = _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor)
     else:
         if not isinstance(inv_freq, torch.Tensor):
             raise ValueError("pass either cos and sin (a table) or inv_freq (angles computed from the positions)")
-        if inv_freq.dim() != 1 or not inv_freq.is_floating_point() or inv_freq.device != q.device:
-            raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {q.device}, "
-                             f"got {describe(inv_freq)} on {inv_freq.device}")
+        # exact angles also take the int64 fixed-point turns of ropekit.fixed_point_turns
+        turns = angles == "exact" and inv_freq.dtype == torch.int64
+        if inv_freq.dim() != 1 or not (inv_freq.is_floating_point() or turns) or inv_freq.device != q.device:
+            raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {q.device} (or, "
+                             f"with angles='exact', int64 fixed_point_turns), got {describe(inv_freq)} on "
+                             f"{inv_freq.device}")
         if inv_freq.requires_grad and torch.is_grad_enabled():
             raise ValueError("apply_rope_qk gives no gradient for inv_freq: pass inv_freq.detach()")
         attention_factor = real(attention_factor, "attention_factor")
@@ -341,106 +383,3 @@ def check_rotary_width(half, head_dim, rotary_dim, source="cos/sin"):
     if not is_integer(rotary_dim) or int(rotary_dim) != 2 * half:
         raise ValueError(f"rotary_dim must be 2 * (columns of {source}) = {2 * half}, got {rotary_dim!r}")
     return int(rotary_dim)
-
-
-# --- in place: refuse before writing anything ----------------------------------------------
-
-
-def check_inplace(q, k) -> None:
-    """inplace=True needs q and k that autograd lets us overwrite and that share no memory.
-
-    Both checks read only Python attributes (requires_grad, pointers, strides): no sync.
-    """
-    if q is k:
-        raise ValueError("inplace=True needs q and k to be different tensors")
-    if torch.is_grad_enabled():
-        for name, t in (("q", q), ("k", k)):
-            base = t if t._base is None else t._base
-            if t.requires_grad and base.is_leaf:
-                what = "a leaf tensor" if t is base else "a view of a leaf tensor"
-                raise ValueError(f"inplace=True cannot overwrite {name}: it is {what} that requires grad "
-                                 "(autograd forbids it); use inplace=False, or rotate a non-leaf (e.g. a projection's output)")
-    if not torch.compiler.is_compiling() and share_memory(q, k):
-        raise ValueError("inplace=True needs q and k in separate memory, but they overlap (e.g. k = q[:, :, :1]): "
-                         "the shared elements would be rotated twice; use inplace=False or separate tensors")
-
-
-class _Strided:
-    """numpy's view of a tensor's addresses (pointer, shape, byte strides); no data is read."""
-
-    def __init__(self, t):
-        self.__array_interface__ = {"data": (t.data_ptr(), False), "shape": tuple(t.shape), "version": 3,
-                                    "strides": tuple(x * t.element_size() for x in t.stride()),
-                                    "typestr": f"|V{t.element_size()}"}
-
-
-def share_memory(a, b) -> bool:
-    """True when tensors a and b have at least one element at the same address.
-
-    Exact for the usual cases (slices of a packed qkv tensor do not overlap, k = q[:, :, :1]
-    does): different storages never overlap, disjoint byte ranges neither, and otherwise
-    numpy's shares_memory solves it from pointers and strides. Costs no sync.
-    """
-    if a.numel() == 0 or b.numel() == 0 or a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr():
-        return False
-    ends = []
-    for t in (a, b):
-        last = sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
-        ends.append((t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()))
-    (a0, a1), (b0, b1) = ends
-    if a1 <= b0 or b1 <= a0:
-        return False
-    try:
-        return bool(np.shares_memory(np.asarray(_Strided(a)), np.asarray(_Strided(b)), max_work=100_000))
-    except np.exceptions.TooHardError:
-        return True  # cannot prove them apart: refuse rather than risk a double rotation
-
-
-# --- values: checks that need a host sync, opt-in on the kernel ----------------------------
-
-VALIDATE_ENV = "ROPEKIT_VALIDATE"
-
-
-def validate_requested(validate) -> bool:
-    """validate=True, or validate=None with the environment variable ROPEKIT_VALIDATE=1."""
-    if validate is None:
-        return os.environ.get(VALIDATE_ENV, "0") not in ("", "0")
-    if not isinstance(validate, bool):
-        raise TypeError(f"validate must be True, False or None (None: the {VALIDATE_ENV} environment variable), "
-                        f"got {validate!r}")
-    return validate
-
-
-def check_rope_qk_values(q, cos, positions, offset, cu_seqlens) -> None:
-    """The value checks of apply_rope_qk: cu_seqlens starts at 0, never decreases and ends
-    at most at the token count; every position m lies inside the cos/sin table.
-
-    These read tensor values, a host synchronisation on a GPU: the reference twin always
-    runs them, the kernel only when asked (``validate=True`` or ``ROPEKIT_VALIDATE=1``).
-    Arguments as returned by :func:`check_rope_qk` (shapes already checked).
-    """
-    if cu_seqlens is not None:
-        cu = cu_seqlens.long()
-        if int(cu[0]) != 0 or bool((cu[1:] < cu[:-1]).any()) or int(cu[-1]) > q.shape[0]:
-            raise ValueError(f"cu_seqlens must start at 0, never decrease and end at most at the {q.shape[0]} "
-                             f"tokens, got {cu.tolist()}")
-    if cos is None or cos.dim() != 2:
-        return  # angles computed from positions, or a table already gathered per token
-    rows = cos.shape[0]
-    if cu_seqlens is None:
-        seq = q.shape[1]
-        if positions is None or seq == 0:
-            return
-        if positions.dim() == 1:  # per-sequence offsets: positions p .. p + seq - 1
-            low, high = positions.long() + offset, positions.long() + offset + seq - 1
-        else:
-            low = high = positions.long() + offset
-    else:
-        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
-        start = offset + (positions.long() if positions is not None else torch.zeros_like(lengths))
-        start = start.expand(lengths.shape)
-        nonempty = lengths > 0
-        low, high = start[nonempty], (start + lengths - 1)[nonempty]
-    if low.numel() and (int(low.min()) < 0 or int(high.max()) >= rows):
-        raise ValueError(f"positions reach {int(low.min())} .. {int(high.max())}, outside the cos/sin table of "
-                         f"{rows} rows (0 .. {rows - 1})")
