@@ -323,10 +323,13 @@ def apply_rope_complex(x: torch.Tensor, positions, inv_freq: torch.Tensor):
         raise ValueError(f"inv_freq must be a 1-D tensor (rotary_dim // 2,), got {describe(inv_freq)}")
     if not isinstance(positions, torch.Tensor):
         positions = torch.arange(integer(positions, "positions", minimum=0, what=" or a tensor"), device=x.device)
-    seq = x.shape[-2]
-    if positions.dim() == 0 or positions.shape[-1] != seq or positions.dtype == torch.bool or positions.is_complex():
-        raise ValueError(f"positions must be an integer or real tensor (seq,) or (batch, seq) with seq = x.shape[-2] "
-                         f"= {seq}, got {describe(positions)}")
+    try:
+        fits = torch.broadcast_shapes(positions.shape, x.shape[:-1]) == x.shape[:-1] and positions.dim() > 0
+    except RuntimeError:
+        fits = False
+    if not fits or positions.dtype == torch.bool or positions.is_complex():
+        raise ValueError(f"positions must be an integer or real tensor (seq,) or (batch, seq) that broadcasts against "
+                         f"x's leading dims {tuple(x.shape[:-1])}, got {describe(positions)}")
     angles = positions.to(torch.float32)[..., None] * inv_freq.to(device=x.device, dtype=torch.float32)
     rotary_dim = _check_apply_args(x, angles, angles, "paper", 2 * inv_freq.shape[0])
     real = torch.promote_types(x.dtype, torch.float32)
