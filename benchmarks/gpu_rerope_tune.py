@@ -1,10 +1,11 @@
 """Tune and time the fused ReRoPE kernel on a GPU: ``python benchmarks/gpu_rerope_tune.py``.
 
-Two tables, both bf16, batch 1, 32 heads, causal, medians of ``triton.testing.do_bench``:
+Two tables, both bf16, batch 1, 32 heads, causal, medians of ``ropekit.bench.time_us``
+(100 runs, CUDA events after an L2 flush, the method of ``triton.testing.do_bench``):
 
 1. Block-size sweep at seq 8192 (head_dim 128 and 64): time of every
    (BLOCK_M, BLOCK_N, num_warps, num_stages) for ReRoPE and Leaky ReRoPE, window 512.
-   The winners are what ``ropekit.kernels.rerope._block_sizes`` returns.
+   The winners are what ``ropekit.kernels.rerope.block_sizes`` returns.
 2. Against the baselines at seq 4096, 8192, 16384 (head_dim 128): SDPA (flash attention,
    causal) on q and k rotated beforehand, i.e. ordinary RoPE attention, the best ReRoPE
    can hope for; the fused kernel (ReRoPE, Leaky, paper layout); the two-matrix reference
@@ -34,7 +35,8 @@ import triton
 
 from ropekit import apply_rope, rope_cos_sin, rope_frequencies
 from ropekit.attention import rerope_attention as reference
-from ropekit.kernels.rerope import _block_sizes, _forward
+from ropekit.bench import peak_extra_mb, time_us
+from ropekit.kernels.rerope import block_sizes, launch_rerope
 
 CONFIGS = [
     (128, 64, 8, 3), (128, 64, 8, 2), (128, 64, 8, 4), (128, 64, 4, 3), (128, 64, 4, 2),
@@ -44,20 +46,16 @@ CONFIGS = [
 
 def inputs(seq, heads=32, head_dim=128, dtype=torch.bfloat16):
     gen = torch.Generator(device="cuda").manual_seed(0)
-    return [torch.randn(1, heads, seq, head_dim, device="cuda", dtype=dtype, generator=gen) for _ in range(3)]
+    return [torch.randn(1, seq, heads, head_dim, device="cuda", dtype=dtype, generator=gen) for _ in range(3)]
 
 
 def median_ms(fn):
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    """Median of 100 runs after 25 warm-up runs, CUDA events after an L2 flush (ropekit.bench.time_us)."""
+    return time_us(fn, "cuda", reps=100, warmup=25) / 1e3
 
 
 def peak_mb(fn):
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
+    return peak_extra_mb(fn, "cuda")
 
 
 def sweep(seq, head_dim, window=512):
@@ -69,7 +67,7 @@ def sweep(seq, head_dim, window=512):
         times = []
         for leaky in (None, 16.0):
             try:
-                times.append(median_ms(lambda: _forward(q, k, v, inv_freq, window, leaky, None, "half", config)))
+                times.append(median_ms(lambda: launch_rerope(q, k, v, inv_freq, window, leaky, None, "half", config)))
             except Exception as err:  # out of shared memory / registers for this config
                 times.append(float("nan"))
                 print(f"  {config}: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
@@ -84,10 +82,12 @@ def versus_baselines(seqs, window=512, head_dim=128):
         q, k, v = inputs(seq, head_dim=head_dim)
         inv_freq = rope_frequencies(head_dim)[0].cuda()
         cos, sin = rope_cos_sin(torch.arange(seq, device="cuda"), inv_freq)
-        rq, rk = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # SDPA takes (batch, heads, seq, head_dim): the transposed views of the rotated tensors
+        rq, rk = (apply_rope(x, cos[:, None], sin[:, None]).transpose(1, 2) for x in (q, k))
+        vh = v.transpose(1, 2)
         with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
-            sdpa = median_ms(lambda: torch.nn.functional.scaled_dot_product_attention(rq, rk, v, is_causal=True))
-        fused = lambda leaky=None, layout="half": _forward(q, k, v, inv_freq, window, leaky, None, layout)  # noqa: E731
+            sdpa = median_ms(lambda: torch.nn.functional.scaled_dot_product_attention(rq, rk, vh, is_causal=True))
+        fused = lambda leaky=None, layout="half": launch_rerope(q, k, v, inv_freq, window, leaky, None, layout)  # noqa: E731
         t_rerope, t_leaky = median_ms(fused), median_ms(lambda: fused(16.0))
         t_paper = median_ms(lambda: fused(None, "paper"))
         mb_fused = peak_mb(fused)
@@ -106,7 +106,7 @@ def check(seq=2048, window=300):
     q, k, v = inputs(seq, heads=8)
     inv_freq = rope_frequencies(128)[0].cuda()
     for leaky, layout in ((None, "half"), (16.0, "half"), (None, "paper"), (16.0, "paper")):
-        out = _forward(q, k, v, inv_freq, window, leaky, 1024, layout).float()
+        out = launch_rerope(q, k, v, inv_freq, window, leaky, 1024, layout).float()
         ref = reference(q.double(), k.double(), v.double(), inv_freq.double(), window, leaky_factor=leaky,
                         log_n_train_length=1024, layout=layout).float()
         error = (out - ref).abs().max().item()
@@ -121,8 +121,8 @@ if __name__ == "__main__":
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     for leaky in (False, True):
         print(f"default blocks (BM, BN, warps, stages), leaky={leaky}, half layout:",
-              _block_sizes(128, torch.bfloat16, leaky, False, False), "for d=128,",
-              _block_sizes(64, torch.bfloat16, leaky, False, False), "for d=64")
+              block_sizes(128, torch.bfloat16, leaky, False, False), "for d=128,",
+              block_sizes(64, torch.bfloat16, leaky, False, False), "for d=64")
     check()
     if not args.no_sweep:
         for head_dim in args.head_dims:

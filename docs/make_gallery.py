@@ -6,7 +6,6 @@ there are some; otherwise a small CPU run of ``python -m ropekit.bench`` (CPU nu
 nothing about GPU speed, and the picture says so in its file name).
 """
 
-import csv
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import torch  # noqa: E402
 
 import ropekit  # noqa: E402
 from ropekit import viz  # noqa: E402
+from ropekit.bench import read_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "docs" / "gallery"
@@ -34,13 +34,11 @@ def repeated_token(seq, head_dim, seed=0):
 
 def benchmark_csv():
     """The fullest results.csv under benchmarks/results/ (most rows: a full sweep rather than
-    a --quick one; file mtimes mean nothing in a fresh clone), else a small CPU run, else None."""
+    a --quick one; file mtimes mean nothing in a fresh clone), else a small CPU run."""
     stored = sorted((ROOT / "benchmarks" / "results").glob("**/*.csv"),
                     key=lambda p: (len(p.read_text().splitlines()), str(p)))
     if stored:
         return stored[-1], ""
-    if not (ROOT / "ropekit" / "bench.py").exists():
-        return None, ""
     out = Path(tempfile.mkdtemp(prefix="ropekit_bench_"))
     command = [sys.executable, "-m", "ropekit.bench", "--out", str(out), "--seq", "64", "128", "256",
                "--heads", "4", "--kv-heads", "2", "--head-dim", "32", "--reps", "5"]
@@ -64,15 +62,12 @@ def figures():
             window=16, factor=4.0),
     }
     csv_path, suffix = benchmark_csv()
-    if csv_path is None:
-        print("skipping the benchmark figures: no results in benchmarks/results/ and no ropekit/bench.py")
-    else:
-        for suite in ("rope", "rerope"):
-            # the largest batch only: one line per provider reads better on a page
-            with open(csv_path, newline="") as f:
-                largest = max(int(r["batch"]) for r in csv.DictReader(f) if r["suite"] == suite)
-            found[f"benchmark_{suite}{suffix}"] = lambda suite=suite, batch=largest: viz.plot_benchmark(
-                csv_path, suite=suite, batch=batch)
+    rows = read_results(csv_path)
+    for suite in ("rope", "rerope"):
+        # the largest batch only: one line per provider reads better on a page
+        largest = max(r["batch"] for r in rows if r["suite"] == suite)
+        found[f"benchmark_{suite}{suffix}"] = lambda suite=suite, batch=largest: viz.plot_benchmark(
+            rows, suite=suite, batch=batch)
     return found
 
 

@@ -4,9 +4,9 @@ The reference math is imported here; the Triton kernels live in ``ropekit.kernel
 are imported only when used, so ``import ropekit`` works without triton (e.g. on macOS).
 """
 
-from .attention import relative_position_matrix, rerope_attention, rerope_decode_step, rope_attention
+from .attention import relative_position_matrix, rerope_attention, rope_attention
+from .decode import rerope_decode_step, rope_decode_step, rotate_as_if_first
 from .frequencies import rope_frequencies, wavelengths
-from .kv_cache import rope_decode_step, rotate_as_if_first
 from .reference import (
     apply_rope,
     apply_rope_complex,

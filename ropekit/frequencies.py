@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from .checks import check_dim
+
 SCALINGS = (None, "linear", "ntk", "dynamic", "yarn", "llama3", "longrope")
 
 
@@ -71,7 +73,7 @@ def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None
         >>> inv_freq, att = rope_frequencies(128, 500000.0, "llama3", factor=8.0,
         ...     low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192)
     """
-    _check_dim(dim)
+    check_dim(dim)
     if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1:
         raise ValueError(f"base must be a number greater than 1, got {base!r}")
     if scaling not in SCALINGS:
@@ -92,6 +94,37 @@ def wavelengths(inv_freq: torch.Tensor) -> torch.Tensor:
     """Wavelength 2π/θ_i in tokens of each pair: how far apart two positions must be
     before pair i has turned a full circle (lesson 03)."""
     return 2 * math.pi / inv_freq.double()
+
+
+def frequency_schedules(
+    factor: float = 8.0, original_max_position_embeddings: int = 4096, seq_len: int | None = None
+) -> dict:
+    """The usual context-extension schedules side by side: a dict label -> keyword
+    arguments of :func:`rope_frequencies`, e.g. ``rope_frequencies(128, **kwargs)``.
+
+    Plain RoPE, Position Interpolation, NTK-aware, dynamic NTK (at ``seq_len``, default
+    factor · L_0), YaRN (β_fast 32, β_slow 1) and Llama 3 (low/high frequency factors 1
+    and 4), all stretching a model trained on L_0 = ``original_max_position_embeddings``
+    tokens by ``factor``. :func:`ropekit.viz.plot_frequency_spectrum` draws them by
+    default; copy and edit the dict to compare other settings. Lesson 04.
+    """
+    original = original_max_position_embeddings
+    if seq_len is None:
+        seq_len = int(round(factor * original))
+    return {
+        "RoPE (no scaling)": {},
+        "PI (linear)": {"scaling": "linear", "factor": factor},
+        "NTK-aware": {"scaling": "ntk", "factor": factor},
+        f"dynamic NTK at {seq_len:,} tokens": {
+            "scaling": "dynamic", "factor": factor, "seq_len": seq_len,
+            "original_max_position_embeddings": original,
+        },
+        "YaRN": {"scaling": "yarn", "factor": factor, "original_max_position_embeddings": original},
+        "Llama 3": {
+            "scaling": "llama3", "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": original,
+        },
+    }
 
 
 # --- the schedules -------------------------------------------------------------------
@@ -226,11 +259,6 @@ _PARAMS = {
 
 
 # --- argument checks -----------------------------------------------------------------
-
-
-def _check_dim(dim):
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0 or dim % 2:
-        raise ValueError(f"dim must be a positive even integer (features come in pairs), got {dim!r}")
 
 
 def _check_ntk_dim(dim):

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-LAYOUTS = ("paper", "half")
+from .checks import LAYOUTS, check_dim, check_layout, check_rope_qk, describe
 
 
 # --- angles --------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
     you need to study that error.
     """
     if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1:
-        raise ValueError(f"inv_freq must be a 1-D tensor of shape (rotary_dim // 2,), got {_shape(inv_freq)}")
+        raise ValueError(f"inv_freq must be a 1-D tensor of shape (rotary_dim // 2,), got {describe(inv_freq)}")
     if isinstance(positions, int):
         positions = torch.arange(positions, device=inv_freq.device)
     if not isinstance(positions, torch.Tensor):
@@ -145,6 +145,102 @@ def apply_rope_loop(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layou
     return y
 
 
+# --- q and k together: the specification of the Triton kernel --------------------------
+
+
+def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary_dim=None, *,
+                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None):
+    """Rotate queries and keys by their positions: the plain-torch twin of
+    :func:`ropekit.kernels.apply_rope_qk`, with the same arguments, shapes and result, so
+    either can replace the other by changing the import (the tests compare them).
+
+    Args:
+        q: ``(batch, seq, q_heads, head_dim)`` (or ``(total_tokens, q_heads, head_dim)``
+            with ``cu_seqlens``); k the same with ``kv_heads`` heads.
+        cos, sin: a table from :func:`rope_cos_sin`: ``(n_positions, rotary_dim // 2)``
+            (row m is position m) or ``(batch or 1, seq, rotary_dim // 2)`` gathered per
+            token (then positions must be None).
+        layout, rotary_dim: as in :func:`apply_rope`.
+        inplace: write the result into q and k and return them.
+        positions: None (m = index in the sequence), an int p (m = p + index), a
+            ``(batch,)`` (``(n_seqs,)`` with cu_seqlens) tensor of per-sequence offsets, or
+            a ``(batch or 1, seq)`` position_ids tensor.
+        inv_freq: ``(rotary_dim // 2,)`` instead of cos/sin: angles from
+            :func:`rope_cos_sin` of the positions, times ``attention_factor``.
+        cu_seqlens: ``(n_seqs + 1,)`` start offsets of packed sequences (flash-attention's
+            varlen format); positions restart at 0 in each; tokens after the last pass through.
+
+    Returns:
+        ``(q_out, k_out)`` of q's and k's shapes and dtypes (math in float32, or float64 for
+        float64 inputs). Unlike the kernel, which cannot check values without a host
+        synchronisation, this twin checks them all and raises: positions outside the
+        table, cu_seqlens not starting at 0, decreasing or ending past the tokens, and
+        per-sequence offsets that do not match the number of sequences.
+
+    Lesson 05 compares the two.
+    """
+    rotary_dim, offset, positions, attention_factor = check_rope_qk(
+        q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens)
+    if cu_seqlens is None and positions is None:  # positions offset .. offset + seq − 1: no gather
+        seq = q.shape[1]
+        if cos is None:
+            cos, sin = rope_cos_sin(torch.arange(offset, offset + seq, device=q.device), inv_freq, attention_factor)
+        elif cos.dim() == 2:
+            cos, sin = cos[offset:offset + seq], sin[offset:offset + seq]
+    else:
+        cos, sin = _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor, cu_seqlens)
+    q_out = apply_rope(q, cos[..., None, :], sin[..., None, :], layout, rotary_dim)  # a heads axis
+    k_out = apply_rope(k, cos[..., None, :], sin[..., None, :], layout, rotary_dim)
+    if not inplace:
+        return q_out, k_out
+    return q.copy_(q_out), k.copy_(k_out)
+
+
+def _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor, cu_seqlens):
+    """cos, sin of each token's position m, ``(batch, seq, r/2)`` (``(tokens, r/2)`` packed),
+    with cos = 1, sin = 0 for packed padding; every position is checked against the table."""
+    if cu_seqlens is None:
+        batch, seq = q.shape[:2]
+        index = torch.arange(seq, device=q.device).expand(batch, seq)
+        seq_of_token = torch.arange(batch, device=q.device)[:, None].expand(batch, seq)
+        inside = None
+    else:
+        index, inside, seq_of_token = _packed_positions(cu_seqlens, q.shape[0])
+    if positions is None:
+        m = index + offset
+    elif positions.dim() == 1:  # per-sequence offsets (one for all when there is one)
+        m = index + positions.long()[seq_of_token if positions.shape[0] > 1 else 0] + offset
+    else:
+        m = positions.long().expand(index.shape) + offset
+    if cos is None:
+        cos, sin = rope_cos_sin(m, inv_freq, attention_factor)
+    elif cos.dim() == 2:  # a table: row m is position m
+        bad = (m < 0) | (m >= cos.shape[0])
+        if inside is not None:
+            bad &= inside
+        if bool(bad.any()):
+            raise ValueError(f"positions reach {int(m[bad].min())} .. {int(m[bad].max())}, outside the cos/sin "
+                             f"table of {cos.shape[0]} rows (0 .. {cos.shape[0] - 1})")
+        row = m.clamp(0, cos.shape[0] - 1)
+        cos, sin = cos[row], sin[row]
+    if inside is not None:  # tokens after the last packed sequence pass through
+        cos = torch.where(inside[:, None], cos, torch.ones_like(cos))
+        sin = torch.where(inside[:, None], sin, torch.zeros_like(sin))
+    return cos, sin
+
+
+def _packed_positions(cu_seqlens, total):
+    """For packed tokens 0 .. total − 1: index in its sequence, whether it lies in any
+    sequence, and which sequence; cu_seqlens is checked in full (a host sync)."""
+    cu = cu_seqlens.long()
+    if int(cu[0]) != 0 or bool((cu[1:] < cu[:-1]).any()) or int(cu[-1]) > total:
+        raise ValueError(f"cu_seqlens must start at 0, never decrease and end at most at the {total} tokens, "
+                         f"got {cu.tolist()}")
+    token = torch.arange(total, device=cu.device)
+    seq_of_token = (torch.searchsorted(cu, token, right=True) - 1).clamp(0, cu.shape[0] - 2)
+    return token - cu[seq_of_token], token < cu[-1], seq_of_token
+
+
 # --- the explicit matrix (RoFormer eq. 15) -------------------------------------------
 
 
@@ -165,10 +261,8 @@ def rotation_matrix(position, dim: int, base: float = 10000.0, layout: str = "pa
 
     Lesson 02 plots it.
     """
-    from .frequencies import _check_dim
-
-    _check_dim(dim)
-    _check_layout(layout)
+    check_dim(dim)
+    check_layout(layout)
     if inv_freq is None:
         if not base > 1:
             raise ValueError(f"base must be greater than 1, got {base!r}")
@@ -236,9 +330,7 @@ def apply_rope_complex(x: torch.Tensor, positions, inv_freq: torch.Tensor):
 def half_layout_order(dim: int) -> torch.Tensor:
     """Feature order that turns a paper-layout vector into a half-layout one:
     [0, 2, 4, ..., d-2, 1, 3, ..., d-1] (all first members of the pairs, then all second)."""
-    from .frequencies import _check_dim
-
-    _check_dim(dim)
+    check_dim(dim)
     return torch.cat((torch.arange(0, dim, 2), torch.arange(1, dim, 2)))
 
 
@@ -275,8 +367,8 @@ def permute_qk_weight(w: torch.Tensor, n_heads: int, layout_from: str, layout_to
         layout_from, layout_to: ``"paper"`` or ``"half"``.
         rotary_dim: reorder only the first rotary_dim features of each head.
     """
-    _check_layout(layout_from, "layout_from")
-    _check_layout(layout_to, "layout_to")
+    check_layout(layout_from, "layout_from")
+    check_layout(layout_to, "layout_to")
     if not isinstance(n_heads, int) or n_heads <= 0 or w.shape[0] % n_heads:
         raise ValueError(f"n_heads must be a positive int dividing w.shape[0] = {w.shape[0]}, got {n_heads!r}")
     if layout_from == layout_to:
@@ -290,24 +382,15 @@ def permute_qk_weight(w: torch.Tensor, n_heads: int, layout_from: str, layout_to
 # --- argument checks -----------------------------------------------------------------
 
 
-def _shape(t):
-    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-
-
-def _check_layout(layout, name="layout"):
-    if layout not in LAYOUTS:
-        raise ValueError(f"{name} must be 'paper' or 'half', got {layout!r}")
-
-
 def _check_apply_args(x, cos, sin, layout, rotary_dim):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor (float16, bfloat16, float32 or float64), got {x.dtype}")
-    _check_layout(layout)
+    check_layout(layout)
     for name, t in (("cos", cos), ("sin", sin)):
         if not isinstance(t, torch.Tensor) or t.dim() < 2:
-            raise ValueError(f"{name} must be a tensor of shape (..., seq, rotary_dim // 2), got {_shape(t)}")
+            raise ValueError(f"{name} must be a tensor of shape (..., seq, rotary_dim // 2), got {describe(t)}")
     if cos.shape != sin.shape:
         raise ValueError(f"cos and sin must have the same shape, got {tuple(cos.shape)} and {tuple(sin.shape)}")
     if x.dim() < 2:

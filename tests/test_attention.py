@@ -104,25 +104,25 @@ def test_relative_position_matrix_rejects_bad_arguments(kwargs, match):
 
 def _qkv(batch=2, heads=4, kv_heads=2, seq=7, head_dim=8, v_dim=None, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
-    q = torch.randn(batch, heads, seq, head_dim, generator=g, dtype=dtype)
-    k = torch.randn(batch, kv_heads, seq, head_dim, generator=g, dtype=dtype)
-    v = torch.randn(batch, kv_heads, seq, v_dim or head_dim, generator=g, dtype=dtype)
+    q = torch.randn(batch, seq, heads, head_dim, generator=g, dtype=dtype)
+    k = torch.randn(batch, seq, kv_heads, head_dim, generator=g, dtype=dtype)
+    v = torch.randn(batch, seq, kv_heads, v_dim or head_dim, generator=g, dtype=dtype)
     return q, k, v
 
 
 def _attention_loop(q, k, v, logit, causal=True):
-    """out[b, h, i] = Σ_j softmax_j(logit(b, h, i, j)) v[b, h // g, j], one logit at a time."""
-    batch, heads, n_q, _ = q.shape
-    n_k = k.shape[2]
-    groups = heads // k.shape[1]
-    out = torch.zeros(batch, heads, n_q, v.shape[-1], dtype=torch.float64)
+    """out[b, i, h] = Σ_j softmax_j(logit(b, h, i, j)) v[b, j, h // g], one logit at a time."""
+    batch, n_q, heads, _ = q.shape
+    n_k = k.shape[1]
+    groups = heads // k.shape[2]
+    out = torch.zeros(batch, n_q, heads, v.shape[-1], dtype=torch.float64)
     for b in range(batch):
         for h in range(heads):
             for i in range(n_q):
                 visible = range(n_k - n_q + i + 1) if causal else range(n_k)
                 a = torch.tensor([logit(b, h, i, j) for j in visible], dtype=torch.float64)
                 w = torch.softmax(a, dim=0)
-                out[b, h, i] = w @ v[b, h // groups, : len(w)].double()
+                out[b, i, h] = w @ v[b, : len(w), h // groups].double()
     return out
 
 
@@ -130,7 +130,7 @@ def _rope_logit(q, k, inv_freq, layout, positions, attention_factor=1.0, xpos_sc
     """a_ij = (R_{p_i} q_i)·(R_{p_j} k_j) / √d with the explicit matrix, xPos scales from the paper."""
     head_dim = q.shape[-1]
     rotary_dim = 2 * inv_freq.shape[0]
-    groups = q.shape[1] // k.shape[1]
+    groups = q.shape[2] // k.shape[2]
 
     def position(b, i):
         return float(positions[i] if positions.dim() == 1 else positions[b, i])
@@ -150,8 +150,8 @@ def _rope_logit(q, k, inv_freq, layout, positions, attention_factor=1.0, xpos_sc
         return R @ x
 
     def logit(b, h, i, j):
-        qi = rotate(q[b, h, i], position(b, i), +1)
-        kj = rotate(k[b, h // groups, j], position(b, j), -1)
+        qi = rotate(q[b, i, h], position(b, i), +1)
+        kj = rotate(k[b, j, h // groups], position(b, j), -1)
         return float(qi @ kj) / math.sqrt(head_dim)
 
     return logit
@@ -160,15 +160,15 @@ def _rope_logit(q, k, inv_freq, layout, positions, attention_factor=1.0, xpos_sc
 def _relative_logit(q, k, inv_freq, layout, rel, log_n_train_length=None):
     """a_ij = q_iᵀ R_{−rel_ij} k_j / √d, rel from relative_position_matrix (i − j above it)."""
     head_dim = q.shape[-1]
-    groups = q.shape[1] // k.shape[1]
+    groups = q.shape[2] // k.shape[2]
 
     def logit(b, h, i, j):
         r = float(rel[i, j]) if j <= i else float(i - j)
-        qi = q[b, h, i].double()
+        qi = q[b, i, h].double()
         if log_n_train_length is not None:
             qi = qi * max(1.0, math.log(i + 1) / math.log(log_n_train_length))
         R = ropekit.rotation_matrix(-r, head_dim, layout=layout, inv_freq=inv_freq)
-        return float(qi @ R @ k[b, h // groups, j].double()) / math.sqrt(head_dim)
+        return float(qi @ R @ k[b, j, h // groups].double()) / math.sqrt(head_dim)
 
     return logit
 
@@ -200,10 +200,10 @@ def test_rope_attention_grouped_query_heads_equal_repeated_kv_heads():
     q, k, v = _qkv(heads=6, kv_heads=2, dtype=torch.float32)
     inv_freq, _ = ropekit.rope_frequencies(8)
     grouped = rope_attention(q, k, v, inv_freq)
-    repeated = rope_attention(q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1), inv_freq)
+    repeated = rope_attention(q, k.repeat_interleave(3, dim=2), v.repeat_interleave(3, dim=2), inv_freq)
     torch.testing.assert_close(grouped, repeated, rtol=0, atol=0)
     # and each query head really uses its own group's key head
-    assert not torch.allclose(grouped[:, 0], grouped[:, 3])
+    assert not torch.allclose(grouped[:, :, 0], grouped[:, :, 3])
 
 
 def test_rope_attention_keeps_low_precision_dtype_and_agrees_with_float32():
@@ -260,8 +260,8 @@ def test_log_n_leaves_queries_inside_the_training_length_unchanged():
     plain = rerope_attention(q, k, v, inv_freq, 3)
     scaled = rerope_attention(q, k, v, inv_freq, 3, log_n_train_length=5)
     # token numbers n = 1..5 (indices 0..4) have log_5 n <= 1, so their rows are untouched
-    torch.testing.assert_close(scaled[:, :, :5], plain[:, :, :5], rtol=0, atol=0)
-    assert not torch.allclose(scaled[:, :, 5:], plain[:, :, 5:])
+    torch.testing.assert_close(scaled[:, :5], plain[:, :5], rtol=0, atol=0)
+    assert not torch.allclose(scaled[:, 5:], plain[:, 5:])
 
 
 # --- ReRoPE decoding ---------------------------------------------------------------------
@@ -276,10 +276,10 @@ def test_rerope_decode_step_equals_every_row_of_full_attention(layout, leaky_fac
     full = rerope_attention(q, k, v, inv_freq, 3, leaky_factor, log_n_train_length=log_n, layout=layout)
     for i in range(9):  # i < w − 1, i = w − 1 and i >= w all occur
         step = rerope_decode_step(
-            q[:, :, i : i + 1], k[:, :, : i + 1], v[:, :, : i + 1], i, inv_freq, 3, leaky_factor,
+            q[:, i : i + 1], k[:, : i + 1], v[:, : i + 1], i, inv_freq, 3, leaky_factor,
             layout=layout, log_n_train_length=log_n,
         )
-        torch.testing.assert_close(step, full[:, :, i : i + 1], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(step, full[:, i : i + 1], rtol=1e-6, atol=1e-7)
 
 
 @given(
@@ -294,17 +294,17 @@ def test_rerope_decode_step_matches_the_last_row_for_any_window(seq, window, lea
     q, k, v = _qkv(batch=1, heads=2, kv_heads=1, seq=seq, head_dim=6, seed=seed)
     inv_freq, _ = ropekit.rope_frequencies(6)
     full = rerope_attention(q, k, v, inv_freq, window, leaky_factor, log_n_train_length=log_n)
-    step = rerope_decode_step(q[:, :, -1:], k, v, seq - 1, inv_freq, window, leaky_factor, log_n_train_length=log_n)
+    step = rerope_decode_step(q[:, -1:], k, v, seq - 1, inv_freq, window, leaky_factor, log_n_train_length=log_n)
     # float32 math, rotations applied in a different order: a few ulp apart (seen: seq 10, w 6, log-n 2)
-    torch.testing.assert_close(step, full[:, :, -1:], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(step, full[:, -1:], rtol=1e-5, atol=1e-6)
 
 
 def test_rerope_decode_step_in_float32_keeps_its_dtype():
     q, k, v = _qkv(seq=6, dtype=torch.float32)
     inv_freq, _ = ropekit.rope_frequencies(8)
-    step = rerope_decode_step(q[:, :, -1:], k, v, 5, inv_freq, 2, 4.0)
-    assert step.dtype == torch.float32 and step.shape == (2, 4, 1, 8)
-    torch.testing.assert_close(step, rerope_attention(q, k, v, inv_freq, 2, 4.0)[:, :, -1:], rtol=1e-5, atol=1e-5)
+    step = rerope_decode_step(q[:, -1:], k, v, 5, inv_freq, 2, 4.0)
+    assert step.dtype == torch.float32 and step.shape == (2, 1, 4, 8)
+    torch.testing.assert_close(step, rerope_attention(q, k, v, inv_freq, 2, 4.0)[:, -1:], rtol=1e-5, atol=1e-5)
 
 
 # --- xPos ------------------------------------------------------------------------------------
@@ -326,13 +326,13 @@ def test_xpos_logits_depend_on_relative_position_only(shift, layout, scale_base)
     # the same content at every position, and v one-hot per key: the output is the weight matrix
     g = torch.Generator().manual_seed(shift)
     seq = 6
-    q = torch.randn(1, 1, 1, 8, generator=g, dtype=torch.float64).expand(1, 1, seq, 8)
-    k = torch.randn(1, 1, 1, 8, generator=g, dtype=torch.float64).expand(1, 1, seq, 8)
-    v = torch.eye(seq, dtype=torch.float64)[None, None]
+    q = torch.randn(1, 1, 1, 8, generator=g, dtype=torch.float64).expand(1, seq, 1, 8)
+    k = torch.randn(1, 1, 1, 8, generator=g, dtype=torch.float64).expand(1, seq, 1, 8)
+    v = torch.eye(seq, dtype=torch.float64)[None, :, None, :]
     inv_freq, _ = ropekit.rope_frequencies(8)
     positions = torch.arange(seq) + shift
-    weights = rope_attention(q, k, v, inv_freq, positions=positions, layout=layout, xpos_scale_base=scale_base)[0, 0]
-    at_zero = rope_attention(q, k, v, inv_freq, layout=layout, xpos_scale_base=scale_base)[0, 0]
+    weights = rope_attention(q, k, v, inv_freq, positions=positions, layout=layout, xpos_scale_base=scale_base)[0, :, 0]
+    at_zero = rope_attention(q, k, v, inv_freq, layout=layout, xpos_scale_base=scale_base)[0, :, 0]
     # (float32 angles at position ~2000 are off by ~1e-4 rad, hence the tolerance)
     torch.testing.assert_close(weights, at_zero, rtol=1e-4, atol=1e-6)
     # every row i holds exp(a(i − j)) / Σ: the log-ratio to the diagonal depends on i − j only
@@ -342,7 +342,7 @@ def test_xpos_logits_depend_on_relative_position_only(shift, layout, scale_base)
         diag = log_ratio.diagonal(-d)
         torch.testing.assert_close(diag, diag[:1].expand_as(diag), rtol=1e-6, atol=1e-6)
     # and xPos really changes the weights
-    plain = rope_attention(q, k, v, inv_freq, layout=layout)[0, 0]
+    plain = rope_attention(q, k, v, inv_freq, layout=layout)[0, :, 0]
     assert not torch.allclose(weights, plain, rtol=1e-4, atol=1e-6)
 
 
@@ -355,11 +355,11 @@ def _bad_calls():
     r, rd = rope_attention, rerope_attention
     return [
         (lambda: r(q[0], k, v, f), ValueError, "q must have shape"),
-        (lambda: r(q, k[:, :1].expand(2, 3, 7, 8), v[:, :1].expand(2, 3, 7, 8), f), ValueError, "heads"),
-        (lambda: r(q, k, v[:, :1], f), ValueError, "same number of heads"),
+        (lambda: r(q, k[:, :, :1].expand(2, 7, 3, 8), v[:, :, :1].expand(2, 7, 3, 8), f), ValueError, "heads"),
+        (lambda: r(q, k, v[:, :, :1], f), ValueError, "same number of heads"),
         (lambda: r(q, k[..., :6], v, f), ValueError, "head_dim"),
-        (lambda: r(q, k, v[:, :, :5], f), ValueError, "same number of tokens"),
-        (lambda: r(q, k[:, :, :5], v[:, :, :5], f), ValueError, "same seq"),
+        (lambda: r(q, k, v[:, :5], f), ValueError, "same number of tokens"),
+        (lambda: r(q, k[:, :5], v[:, :5], f), ValueError, "same seq"),
         (lambda: r(q, k.double(), v, f), TypeError, "dtype"),
         (lambda: r(q.int(), k, v, f), TypeError, "q must be floating"),
         (lambda: r(q, k, v, ropekit.rope_frequencies(10)[0]), ValueError, "rotary_dim"),
@@ -374,10 +374,10 @@ def _bad_calls():
         (lambda: rd(q, k, v, f, 2, log_n_train_length=1), ValueError, "log_n_train_length"),
         (lambda: rd(q, k, v, f, 2, layout="interleaved"), ValueError, "layout"),
         (lambda: rerope_decode_step(q, k, v, 6, f, 2), ValueError, "one new query"),
-        (lambda: rerope_decode_step(q[:, :, -1:], k, v, 5, f, 2), ValueError, "position"),
-        (lambda: rerope_decode_step(q[:, :, -1:], k, v, -1, f, 2), ValueError, "position"),
-        (lambda: rerope_decode_step(q[:, :, -1:], k, v, 6, f, 0), ValueError, "window"),
-        (lambda: rerope_decode_step(q[:, :, -1:], k, v, 6, f, 2, leaky_factor=1), ValueError, "leaky_factor"),
+        (lambda: rerope_decode_step(q[:, -1:], k, v, 5, f, 2), ValueError, "position"),
+        (lambda: rerope_decode_step(q[:, -1:], k, v, -1, f, 2), ValueError, "position"),
+        (lambda: rerope_decode_step(q[:, -1:], k, v, 6, f, 0), ValueError, "window"),
+        (lambda: rerope_decode_step(q[:, -1:], k, v, 6, f, 2, leaky_factor=1), ValueError, "leaky_factor"),
     ]
 
 
@@ -400,9 +400,9 @@ def test_attention_logits_softmax_to_the_library_attention(scheme, options):
 
     torch.manual_seed(0)
     seq, head_dim = 9, 8
-    q, k, v = (torch.randn(1, 1, seq, head_dim, dtype=torch.float64) for _ in range(3))
+    q, k, v = (torch.randn(1, seq, 1, head_dim, dtype=torch.float64) for _ in range(3))
     inv_freq, _ = ropekit.rope_frequencies(head_dim)
-    logits = attention_logits(q[0, 0], k[0, 0], scheme, inv_freq, **options)
+    logits = attention_logits(q[0, :, 0], k[0, :, 0], scheme, inv_freq, **options)
     weights = torch.nan_to_num(logits, nan=float("-inf")).softmax(-1)
     if scheme == "rope":
         expected = rope_attention(q, k, v, inv_freq)
@@ -411,12 +411,12 @@ def test_attention_logits_softmax_to_the_library_attention(scheme, options):
     else:
         expected = rerope_attention(q, k, v, inv_freq, options["window"], leaky_factor=options.get("factor"))
     # cos and sin are float32 in both (rope_cos_sin), so agreement is to float32 precision
-    torch.testing.assert_close(weights @ v[0, 0], expected[0, 0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(weights @ v[0, :, 0], expected[0, :, 0], rtol=1e-6, atol=1e-6)
     # and the explicit matrix: a_ij = qᵢᵀ R_{-P_ij} k_j / √d (RoFormer eq. 16)
     from ropekit.attention import relative_position_matrix
 
     P = relative_position_matrix(seq, scheme, **options)
-    a = (q[0, 0, 6] @ ropekit.rotation_matrix(-float(P[6, 2]), head_dim, layout="half") @ k[0, 0, 2]) / math.sqrt(head_dim)
+    a = (q[0, 6, 0] @ ropekit.rotation_matrix(-float(P[6, 2]), head_dim, layout="half") @ k[0, 2, 0]) / math.sqrt(head_dim)
     assert logits[6, 2].item() == pytest.approx(a.item(), rel=1e-6, abs=1e-6)
 
 

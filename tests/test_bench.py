@@ -5,6 +5,7 @@ the timings (GB/s, speed vs the baseline) and the schema are checked.
 """
 
 import csv
+import math
 import importlib
 import json
 
@@ -36,8 +37,10 @@ def test_effective_bytes_match_a_hand_count():
 
 def test_cli_parses_quick_and_the_default_shape_family():
     args = bench.parse_args(["--quick"])
-    assert args.quick and args.suite == "all"
+    assert args.quick and args.suite is None
     gpu = bench.resolve(args, "cuda")
+    assert gpu["suites"] == bench.SUITES and gpu["passes"] == list(bench.PASSES)
+    assert gpu["dtype"] == torch.bfloat16 and not gpu["compile_dynamic"]
     assert {(1, 1024), (1, 16384), (4, 8192)} <= set(gpu["rope_shapes"])
     assert gpu["rerope_shapes"] == [(1, 4096)] and gpu["window"] == 512
     assert "torch_compile" not in gpu["rope_providers"]  # its compiles alone would take the minute
@@ -47,9 +50,18 @@ def test_cli_parses_quick_and_the_default_shape_family():
     assert full["rerope_shapes"] == [(1, 4096), (1, 8192), (1, 16384)]
     # the issue asks for shapes whose q + k working set is at least 256 MB
     assert max(bench.rope_bytes(b, s, 32, 8, 128, torch.bfloat16) / 2 for b, s in full["rope_shapes"]) >= 256e6
+    # without a GPU, --quick shows what a CPU can: copy, eager, complex and torch.compile,
+    # forward, fp32, over sizes from ~1 MB to ~40 MB of q + k (32 + 8 heads, head_dim 128)
     cpu = bench.resolve(args, "cpu")
-    assert max(s for _, s in cpu["rope_shapes"]) <= 1024 and "torch_compile" not in cpu["rope_providers"]
-    assert cpu["rope_providers"][0] == "copy" and cpu["rerope_providers"][0] == "sdpa_rope"
+    assert cpu["suites"] == ("rope",) and cpu["passes"] == ["fwd"] and cpu["dtype"] == torch.float32
+    assert cpu["rope_providers"] == ["copy", "torch_eager", "torch_complex", "torch_compile"]
+    assert cpu["compile_dynamic"]
+    sizes = [bench.rope_bytes(b, s, 32, 8, 128, torch.float32) / 2 for b, s in cpu["rope_shapes"]]
+    assert len(sizes) >= 3 and min(sizes) <= 4e6 and max(sizes) >= 32e6
+    full_cpu = bench.resolve(bench.parse_args([]), "cpu")
+    assert full_cpu["suites"] == bench.SUITES and full_cpu["rerope_providers"][0] == "sdpa_rope"
+    chosen = bench.resolve(bench.parse_args(["--quick", "--suite", "all", "--passes", "bwd", "--dtype", "bf16"]), "cpu")
+    assert chosen["suites"] == bench.SUITES and chosen["passes"] == ["bwd"] and chosen["dtype"] == torch.bfloat16
 
 
 def test_cli_overrides_and_rejects_bad_values():
@@ -118,6 +130,11 @@ def test_cpu_run_writes_the_schema_with_consistent_numbers(tmp_path, capsys):
     assert meta["torch"] == torch.__version__ and meta["device"].startswith("CPU")
     printed = capsys.readouterr().out
     assert "skipping ropekit: needs a CUDA GPU" in printed
+    # not a terminal: one progress line per suite, and where the GPU figures are
+    assert [line for line in printed.splitlines() if "cases timed in" in line] == [
+        line for line in printed.splitlines() if line.startswith(("rope: 12 cases", "rerope: 6 cases"))]
+    assert len([line for line in printed.splitlines() if "cases timed in" in line]) == 2
+    assert "committed runs in benchmarks/results/" in printed
     if hasattr(importlib.import_module("ropekit.viz"), "plot_benchmark"):
         assert (tmp_path / "rope.png").exists() and (tmp_path / "rerope.png").exists()
     else:
@@ -133,7 +150,7 @@ def test_a_provider_with_a_wrong_answer_gets_a_skipped_row_not_a_time(monkeypatc
                                 reps=2, warmup=0)
     copy, wrong = rows
     assert copy["status"] == "ok"
-    assert wrong["status"].startswith("skipped: wrong result vs ropekit.apply_rope (max abs error")
+    assert wrong["status"].startswith("skipped: wrong result vs ropekit.reference.apply_rope_qk (max abs error")
     assert wrong["time_us"] == "" and wrong["speed_vs_baseline"] == ""
 
 
@@ -174,32 +191,67 @@ def test_copy_provider_copies_values_and_gradients():
 def test_unavailable_explains_why():
     assert bench.unavailable("torch_eager", "cpu") is None
     assert "needs a CUDA GPU" in bench.unavailable("liger", "cpu")
-    assert bench._failure(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")) == "out of memory"
-    assert bench._failure(ValueError("bad\nthing")) == "ValueError: bad thing"
+    assert bench.report.failure_reason(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")) == "out of memory"
+    assert bench.report.failure_reason(ValueError("bad\nthing")) == "ValueError: bad thing"
 
 
-def test_progress_falls_back_to_plain_prints(monkeypatch, capsys):
-    monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)  # import fails
-    progress = bench._Progress(2, "rope")
+def test_progress_prints_one_line_per_suite_when_output_is_not_a_terminal(monkeypatch):
+    import io
+
+    log = io.StringIO()  # a file or a pipe: isatty() is False
+    progress = bench.report.Progress(3, "rope", stream=log)
+    for label in ("B1 S16 copy", "B1 S16 torch_eager half", "B1 S16 torch_eager paper"):
+        progress.start(label)
+        progress.done()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rope: 3 cases timed in")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)  # no tqdm: one line rewritten
+    screen = Terminal()
+    progress = bench.report.Progress(2, "rope", stream=screen)
     progress.start("B1 S16 copy")
     progress.done()
-    assert "[rope 1/2] B1 S16 copy" in capsys.readouterr().out
+    assert "\r[rope 1/2] B1 S16 copy" in screen.getvalue()
+
+
+def test_a_cpu_run_compiles_once_with_dynamic_shapes(monkeypatch):
+    compiles = []
+
+    def fake_compile(fn, dynamic=None):
+        compiles.append(dynamic)
+        return fn
+
+    resets = []
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    rows = bench.run_rope_suite([(1, 8), (1, 16)], 2, 1, 8, torch.float32, ["copy", "torch_compile"], ["fwd"],
+                                "cpu", reps=1, warmup=0, compile_dynamic=True)
+    assert compiles == [True] * 4 and len(resets) == 1  # 2 shapes × 2 layouts, one cache for all
+    assert all(r["status"] == "ok" for r in rows)
+    compiles.clear(), resets.clear()
+    bench.run_rope_suite([(1, 8), (1, 16)], 2, 1, 8, torch.float32, ["copy", "torch_compile"], ["fwd"],
+                         "cpu", reps=1, warmup=0)
+    assert compiles == [False] * 4 and len(resets) == 3  # static: a fresh compile for each shape
 
 
 def test_rerope_adapters_agree_with_the_reference(device):
     attention = pytest.importorskip("ropekit.attention")
     torch.manual_seed(0)
-    q, k, v = (torch.randn(1, 2, 12, 32, device=device) for _ in range(3))
+    q, k, v = (torch.randn(1, 12, 2, 32, device=device) for _ in range(3))
     inv_freq = ropekit.rope_frequencies(32)[0].to(device)
     # With the window covering every distance, ReRoPE is plain RoPE attention: SDPA on
     # rotated q and k must give the reference's output.
     wide = attention.rerope_attention(q, k, v, inv_freq, window=12)
-    torch.testing.assert_close(bench._rerope_fn("sdpa_rope", q, k, v, inv_freq, 12)(), wide, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(bench._rerope_fn("reference", q, k, v, inv_freq, 12)(), wide)
+    torch.testing.assert_close(bench.rerope_call("sdpa_rope", q, k, v, inv_freq, 12)(), wide, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bench.rerope_call("reference", q, k, v, inv_freq, 12)(), wide)
     narrow = attention.rerope_attention(q, k, v, inv_freq, window=4)
     assert not torch.allclose(narrow, wide, atol=1e-3)  # the window matters at this size
     pytest.importorskip("ropekit.kernels.rerope")
-    fused = bench._rerope_fn("ropekit_fused", q, k, v, inv_freq, 4)()
+    fused = bench.rerope_call("ropekit_fused", q, k, v, inv_freq, 4)()
     torch.testing.assert_close(fused, narrow, atol=2e-3, rtol=2e-3)
 
 
@@ -207,7 +259,7 @@ def test_kernel_providers_run_end_to_end_when_available(monkeypatch, device):
     """The Triton providers' path through the harness (check, three passes, baseline),
     under the interpreter on CPU: the timings are meaningless, the plumbing is not."""
     pytest.importorskip("ropekit.kernels.rerope")
-    monkeypatch.setattr(bench, "unavailable", lambda provider, device: None)
+    monkeypatch.setattr(bench.suites, "unavailable", lambda provider, device: None)
     rows = bench.run_rerope_suite([(1, 16)], 2, 32, torch.float32, 4, ["sdpa_rope", "reference", "ropekit_fused"],
                                   device, reps=1, warmup=0)
     assert [r["status"] for r in rows] == ["ok"] * 3, rows
@@ -220,3 +272,79 @@ def test_kernel_providers_run_end_to_end_when_available(monkeypatch, device):
                                 reps=1, warmup=0)
     assert [(r["provider"], r["layout"], r["status"]) for r in rows] == (
         [("copy", "", "ok")] * 3 + [("ropekit", "half", "ok")] * 3 + [("ropekit", "paper", "ok")] * 3), rows
+
+
+# --- the package: one schema, one reader, the timing the tuning scripts share ----------------
+
+
+def test_read_results_types_every_column_and_round_trips_write_csv(tmp_path):
+    row = bench.results.new_row("rope", "torch_eager", "half", "bwd", 2, 64, 4, 2, 16, torch.bfloat16)
+    bench.results.fill_timing(row, 50.0, 6144, None)
+    skipped = bench.results.new_row("rerope", "ropekit_fused", "half", "fwd", 1, 32, 4, 4, 16, torch.float32, window=8)
+    skipped["status"] = "skipped: needs a CUDA GPU"
+    bench.write_csv([row, skipped], tmp_path / "results.csv")
+    header, _ = _read(tmp_path / "results.csv")
+    assert header == SCHEMA == list(bench.COLUMNS)  # nothing from LATER_COLUMNS until rows carry it
+    ok, skip = bench.read_results(tmp_path / "results.csv")
+    assert (ok["batch"], ok["seq"], ok["pass"], ok["dtype"], ok["window"]) == (2, 64, "bwd", "bf16", None)
+    assert ok["time_us"] == 50.0 and ok["gbps"] == pytest.approx(6144 / 50e-6 / 1e9)
+    assert all(math.isnan(ok[c]) for c in ("speed_vs_baseline", "peak_mem_mb", "gpu_us", "host_us"))
+    assert skip["window"] == 8 and math.isnan(skip["time_us"]) and skip["status"].startswith("skipped")
+    # rows that carry a later column (issue 14's host time) get it written and read back
+    row["host_us"] = 12.5
+    bench.write_csv([row], tmp_path / "later.csv")
+    assert _read(tmp_path / "later.csv")[0] == SCHEMA + ["host_us"]
+    assert bench.read_results(str(tmp_path / "later.csv"))[0]["host_us"] == 12.5
+    assert set(bench.LATER_COLUMNS) == {"gpu_us", "host_us"} and not set(bench.LATER_COLUMNS) & set(bench.SCHEMA)
+
+
+def test_read_results_reads_the_committed_gpu_runs():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "results").glob("*/results.csv")):
+        rows = bench.read_results(path)
+        with open(path, newline="") as f:
+            raw = list(csv.DictReader(f))
+        assert len(rows) == len(raw) > 0
+        for typed, text in zip(rows, raw):
+            assert typed["seq"] == int(text["seq"]) and typed["provider"] == text["provider"]
+            if text["time_us"]:
+                assert typed["time_us"] == float(text["time_us"])
+
+
+def test_read_results_rejects_bad_data():
+    with pytest.raises(ValueError, match="lacks the column"):
+        bench.read_results([{"suite": "rope"}])
+    with pytest.raises(TypeError, match="data must be"):
+        bench.read_results(3.5)
+    good = dict.fromkeys(bench.COLUMNS, "")
+    with pytest.raises(ValueError, match="'seq'"):
+        bench.read_results([dict(good, seq="long")])
+
+
+def test_percentiles_interpolate_like_numpy():
+    np = pytest.importorskip("numpy")
+    samples = [5.0, 1.0, 4.0, 2.0, 10.0, 3.0]
+    got = bench.percentiles(samples, 0.5, 0.2, 0.8, 0.0, 1.0)
+    assert got == pytest.approx(list(np.percentile(samples, [50, 20, 80, 0, 100])))
+    with pytest.raises(ValueError):
+        bench.percentiles([], 0.5)
+    with pytest.raises(ValueError):
+        bench.percentiles([1.0], 50)
+
+
+def test_timing_calls_the_function_the_stated_number_of_times():
+    calls = []
+    samples = bench.time_samples(lambda: calls.append(1), "cpu", reps=7, warmup=3)
+    assert len(samples) == 7 and len(calls) == 10 and all(t >= 0 for t in samples)
+    calls.clear()
+    per_call = bench.host_us_per_call(lambda: calls.append(1), "cpu", calls=20, repeats=3, warmup=5)
+    assert len(calls) == 5 + 20 * 3 and per_call >= 0
+
+
+def test_python_dash_m_runs_the_command_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ropekit.bench", "--help"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("usage: python -m ropekit.bench") and "--quick" in out.stdout

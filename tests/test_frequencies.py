@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ropekit.frequencies
 from ropekit import rope_frequencies, wavelengths
 
 
@@ -229,3 +230,21 @@ def test_matches_the_transformers_rope_utilities_when_installed(scaling, params,
     inv_freq, att = rope_frequencies(dim, base, scaling, **ours)
     torch.testing.assert_close(inv_freq, hf_inv_freq.float(), rtol=1e-6, atol=0)
     assert att == pytest.approx(hf_att, rel=1e-6)
+
+
+def test_frequency_schedules_describe_each_schedule_at_the_given_factor():
+    schedules = ropekit.frequencies.frequency_schedules(factor=4.0, original_max_position_embeddings=512)
+    assert list(schedules) == [
+        "RoPE (no scaling)", "PI (linear)", "NTK-aware", "dynamic NTK at 2,048 tokens", "YaRN", "Llama 3",
+    ]
+    d, base = 32, 10000.0
+    plain = torch.tensor([base ** (-2 * i / d) for i in range(d // 2)], dtype=torch.float64)
+    freqs = {label: rope_frequencies(d, base, **kwargs)[0].double() for label, kwargs in schedules.items()}
+    torch.testing.assert_close(freqs["RoPE (no scaling)"], plain, rtol=1e-6, atol=0)
+    torch.testing.assert_close(freqs["PI (linear)"], plain / 4.0, rtol=1e-6, atol=0)
+    # NTK-aware: base' = base · s^(d/(d−2)), so the slowest pair is divided by exactly s
+    torch.testing.assert_close(freqs["NTK-aware"][-1], plain[-1] / 4.0, rtol=1e-6, atol=0)
+    # Llama 3: pairs with wavelength below L_0 / high_freq_factor = 128 tokens are kept
+    fast = 2 * math.pi / plain < 512 / 4.0
+    torch.testing.assert_close(freqs["Llama 3"][fast], plain[fast], rtol=1e-6, atol=0)
+    assert ropekit.frequencies.frequency_schedules(2.0, 100, seq_len=300)["dynamic NTK at 300 tokens"]["seq_len"] == 300

@@ -50,9 +50,9 @@ if ON_GPU:
 
 def _inputs(batch, heads, kv_heads, seq, head_dim, dtype, device, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(batch, heads, seq, head_dim, generator=gen)
-    k = torch.randn(batch, kv_heads, seq, head_dim, generator=gen)
-    v = torch.randn(batch, kv_heads, seq, head_dim, generator=gen)
+    q = torch.randn(batch, seq, heads, head_dim, generator=gen)
+    k = torch.randn(batch, seq, kv_heads, head_dim, generator=gen)
+    v = torch.randn(batch, seq, kv_heads, head_dim, generator=gen)
     return [t.to(device=device, dtype=dtype) for t in (q, k, v)]
 
 
@@ -96,10 +96,11 @@ def test_window_beyond_the_sequence_is_plain_rope_attention(device):
     torch.testing.assert_close(out, expected, atol=2e-5, rtol=2e-5)
 
 
-def test_strided_inputs_in_model_layout(device):
-    """q, k, v as models hold them, (batch, seq, heads, head_dim), viewed as (batch, heads, seq, head_dim)."""
+def test_strided_inputs_in_hugging_face_memory(device):
+    """q, k, v as Hugging Face holds them, (batch, heads, seq, head_dim), passed as the
+    (batch, seq, heads, head_dim) views x.transpose(1, 2): no copy, any strides."""
     gen = torch.Generator().manual_seed(2)
-    q, k, v = (torch.randn(1, 45, h, 64, generator=gen).to(device, torch.float16).transpose(1, 2) for h in (4, 2, 2))
+    q, k, v = (torch.randn(1, h, 45, 64, generator=gen).to(device, torch.float16).transpose(1, 2) for h in (4, 2, 2))
     inv_freq, _ = rope_frequencies(64)
     out = rerope_attention(q, k, v, inv_freq, window=10, leaky_factor=3.0, layout="paper")
     expected = _expected(q, k, v, inv_freq, 10, leaky_factor=3.0, layout="paper")
@@ -129,7 +130,7 @@ def test_launcher_drops_pipeline_stages_until_shared_memory_fits(monkeypatch, de
     """A GPU with less shared memory than the tuned blocks need (e.g. an A100) gets fewer
     stages instead of an error, and the launcher remembers what fit."""
     kernel_module = importlib.import_module("ropekit.kernels.rerope")
-    real_kernel, launched = kernel_module._rerope_fwd_kernel, []
+    real_kernel, launched = kernel_module.rerope_fwd_kernel, []
 
     class SmallSharedMemory:  # the real kernel, on a GPU that fits one stage only
         def __getitem__(self, grid):
@@ -141,8 +142,8 @@ def test_launcher_drops_pipeline_stages_until_shared_memory_fits(monkeypatch, de
 
             return launch
 
-    monkeypatch.setattr(kernel_module, "_rerope_fwd_kernel", SmallSharedMemory())
-    monkeypatch.setattr(kernel_module, "_block_sizes", lambda *args: (16, 16, 1, 3))
+    monkeypatch.setattr(kernel_module, "rerope_fwd_kernel", SmallSharedMemory())
+    monkeypatch.setattr(kernel_module, "block_sizes", lambda *args: (16, 16, 1, 3))
     monkeypatch.setattr(kernel_module, "_FITTED_STAGES", {})
     q, k, v = _inputs(1, 1, 1, 40, 32, torch.float32, device, seed=4)
     inv_freq, _ = rope_frequencies(32)
@@ -186,7 +187,7 @@ def test_causal_false_points_to_the_reference(device):
 
 def test_cpu_tensors_without_the_interpreter_point_to_the_reference(monkeypatch):
     q, k, v, inv_freq = _good("cpu")
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(importlib.import_module("ropekit.kernels.rerope"), "INTERPRETED", False)
     with pytest.raises(ValueError, match="ropekit.attention.rerope_attention"):
         rerope_attention(q, k, v, inv_freq, 4)
 
@@ -195,11 +196,11 @@ def test_cpu_tensors_without_the_interpreter_point_to_the_reference(monkeypatch)
     "change, error, match",
     [
         (lambda a: {**a, "q": a["q"].double(), "k": a["k"].double(), "v": a["v"].double()}, TypeError, "q must be"),
-        (lambda a: {**a, "v": a["v"].float()}, TypeError, "v must have q's dtype"),
+        (lambda a: {**a, "v": a["v"].float()}, TypeError, "share one dtype"),
         (lambda a: {**a, "q": a["q"][..., :48], "k": a["k"][..., :48], "v": a["v"][..., :48]}, ValueError, "head_dim"),
-        (lambda a: {**a, "k": a["k"][:, :, :7], "v": a["v"][:, :, :7]}, ValueError, "seq=8"),
-        (lambda a: {**a, "v": a["v"][:, :, :7]}, ValueError, "k and v must have the same shape"),
-        (lambda a: {**a, "q": a["q"][:, :3]}, ValueError, "kv_heads"),
+        (lambda a: {**a, "k": a["k"][:, :7], "v": a["v"][:, :7]}, ValueError, "same seq"),
+        (lambda a: {**a, "v": a["v"][:, :7]}, ValueError, "same number of tokens"),
+        (lambda a: {**a, "q": a["q"][:, :, :3]}, ValueError, "grouped-query"),
         (lambda a: {**a, "q": a["q"][0]}, ValueError, "q must have shape"),
         (lambda a: {**a, "inv_freq": a["inv_freq"][:16]}, ValueError, "inv_freq"),
         (lambda a: {**a, "window": 0}, ValueError, "window"),

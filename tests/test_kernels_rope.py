@@ -17,6 +17,7 @@ import torch
 import ropekit
 from ropekit.kernels import apply_rope_qk
 from ropekit.kernels import rope as rope_module
+from ropekit.kernels import rope_triton
 
 CUDA = torch.cuda.is_available()
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -30,13 +31,14 @@ SHAPE = (2, 300, 32, 8, 128) if CUDA else (2, 5, 4, 2, 16)
 
 
 def reference(x, cos, sin, layout, rotary_dim=None):
-    """apply_rope on x (batch, seq, heads, head_dim) with per-token cos/sin (batch or 1, seq, r/2)."""
-    return ropekit.apply_rope(x.transpose(1, 2), cos[:, None], sin[:, None], layout, rotary_dim).transpose(1, 2)
+    """apply_rope on x (batch, seq, heads, head_dim) with per-token cos/sin (batch or 1, seq, r/2),
+    broadcast over the heads: the expected value, computed independently of the kernel's twin."""
+    return ropekit.apply_rope(x, cos[..., None, :], sin[..., None, :], layout, rotary_dim)
 
 
 def reference_packed(x, cos, sin, layout):
     """apply_rope on packed x (tokens, heads, head_dim) with cos/sin (tokens, r/2)."""
-    return ropekit.apply_rope(x.transpose(0, 1), cos, sin, layout).transpose(0, 1)
+    return ropekit.apply_rope(x, cos[:, None], sin[:, None], layout)
 
 
 def assert_close_in_dtype(out, ref):
@@ -405,20 +407,20 @@ def test_custom_op_passes_torch_library_opcheck(device):
 
 
 def test_only_shape_family_arguments_are_compile_time_constants():
-    params = inspect.signature(rope_module._rope_qk_kernel.fn).parameters.values()
+    params = inspect.signature(rope_triton.rope_qk_kernel.fn).parameters.values()
     constexprs = {p.name for p in params if "constexpr" in str(p.annotation)}
     assert constexprs == {
         "Q_HEADS", "K_HEADS", "HEAD_DIM", "HALF", "HALF_PAD", "PASS_PAD",  # heads, head_dim, rotary_dim
         "PAPER", "TABLE", "POS_MODE", "VARLEN", "COPY_PASS", "ALIGN",  # layout, which inputs, alignment
         "BLOCK_S", "BLOCK_HQ", "BLOCK_HK",  # chosen from heads, head_dim and dtype only
     }
-    kernel = rope_module._rope_qk_kernel
+    kernel = rope_triton.rope_qk_kernel
     not_specialised = set(getattr(kernel, "do_not_specialize", None) or kernel.kwargs["do_not_specialize"])
     # Triton would otherwise compile new variants when a length, offset or stride is 1 or
     # divisible by 16: every integer argument (all but pointers, floats and constexprs).
     pointers_and_floats = {p.name for p in params if p.name.endswith("_ptr") or p.name.endswith("_scale")}
     integers = {p.name for p in params} - constexprs - pointers_and_floats
-    assert {"seq_len", "offset", "q_sb", "q_ss", "k_sh"} <= integers
+    assert {"seq_len", "offset", "stride_qb", "stride_qs", "stride_kh"} <= integers
     assert integers == not_specialised
 
 
@@ -427,17 +429,17 @@ def test_new_batch_size_and_sequence_length_reuse_the_compiled_kernel():
     inv_freq, cos, sin = table("cuda", 4096, 128)
 
     def n_compiled():
-        return sum(len(cache[0]) for cache in rope_module._rope_qk_kernel.device_caches.values())
+        return sum(len(cache[0]) for cache in rope_triton.rope_qk_kernel.device_caches.values())
 
     q, k = make_qk("cuda", torch.bfloat16, 2, 1024, 32, 8, 128)
-    rope_module._COMPILED.clear()
+    rope_triton.COMPILED_LAUNCHERS.clear()
     apply_rope_qk(q, k, cos, sin, positions=16)
     before = n_compiled()
     for batch, seq, offset in ((1, 1024, 0), (3, 17, 1), (1, 1, 4095), (5, 4096, 0)):
         q, k = make_qk("cuda", torch.bfloat16, batch, seq, 32, 8, 128)
         apply_rope_qk(q, k, cos, sin, positions=offset)  # through the launcher's own cache
-        assert len(rope_module._COMPILED) == 1
-        rope_module._COMPILED.clear()  # and through Triton's
+        assert len(rope_triton.COMPILED_LAUNCHERS) == 1
+        rope_triton.COMPILED_LAUNCHERS.clear()  # and through Triton's
         q_out, k_out = apply_rope_qk(q, k, cos, sin, positions=offset)
         assert_close_in_dtype(q_out, reference(q, cos[None, offset:offset + seq], sin[None, offset:offset + seq],
                                                "half"))
@@ -462,10 +464,10 @@ def test_offsets_past_the_int32_range():
 
 
 def test_cpu_tensors_without_the_interpreter_point_to_the_reference(monkeypatch):
-    monkeypatch.setattr(rope_module, "_INTERPRETED", False)
+    monkeypatch.setattr(rope_module, "INTERPRETED", False)
     q, k = make_qk("cpu", torch.float32, 1, 2, 1, 1, 8)
     inv_freq, cos, sin = table("cpu", 2, 8)
-    with pytest.raises(ValueError, match=r"ropekit\.apply_rope.*TRITON_INTERPRET=1"):
+    with pytest.raises(ValueError, match=r"ropekit\.reference\.apply_rope_qk.*TRITON_INTERPRET=1"):
         apply_rope_qk(q, k, cos, sin)
 
 
@@ -475,7 +477,7 @@ def test_bad_arguments_get_clear_errors(device):
     cases = [
         (dict(q=q.double(), k=k.double(), cos=cos, sin=sin), TypeError, "float64 use the reference"),
         (dict(q=q, k=k.half(), cos=cos, sin=sin), TypeError, "same dtype"),
-        (dict(q=q[0], k=k[0], cos=cos, sin=sin), ValueError, r"\(batch, seq, q_heads, head_dim\)"),
+        (dict(q=q[0], k=k[0], cos=cos, sin=sin), ValueError, r"\(batch, seq, heads, head_dim\)"),
         (dict(q=q, k=k, cos=cos, sin=sin, layout="neox"), ValueError, "layout must be"),
         (dict(q=q, k=k, cos=cos, sin=sin[:, :2]), ValueError, "same shape"),
         (dict(q=q, k=k, cos=torch.cat((cos, cos), -1), sin=torch.cat((sin, sin), -1)), ValueError,
@@ -500,3 +502,45 @@ def test_bad_arguments_get_clear_errors(device):
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):
             apply_rope_qk(**kwargs)
+
+
+# --- the kernel and its plain-torch twin: one call, two imports ----------------------------------
+
+
+def _twin_cases(device):
+    g = torch.Generator().manual_seed(7)
+    inv_freq, cos, sin = table(device, 40, 16)
+    return [
+        dict(cos=cos, sin=sin),
+        dict(cos=cos, sin=sin, layout="paper", positions=3),
+        dict(cos=cos, sin=sin, positions=torch.tensor([1, 20], device=device)),
+        dict(cos=cos, sin=sin, positions=torch.randint(0, 40, (2, 5), generator=g).to(device)),
+        dict(cos=cos[None, 7:12].expand(2, 5, 8), sin=sin[None, 7:12].expand(2, 5, 8)),
+        dict(inv_freq=inv_freq, positions=torch.randint(0, 900, (1, 5), generator=g).to(device), attention_factor=1.3),
+        dict(inv_freq=inv_freq, positions=11, layout="paper"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_kernel_equals_its_twin_for_every_argument_form(device, case):
+    from ropekit.reference import apply_rope_qk as twin
+
+    q, k = make_qk(device, torch.float32, 2, 5, 4, 2, 16)
+    kwargs = _twin_cases(device)[case]
+    for got, expected in zip(apply_rope_qk(q, k, **kwargs), twin(q, k, **kwargs)):
+        assert_close_in_dtype(got, expected)
+
+
+@pytest.mark.parametrize("mode", ["table", "computed"])
+def test_kernel_equals_its_twin_on_packed_sequences(device, mode):
+    from ropekit.reference import apply_rope_qk as twin
+
+    g = torch.Generator().manual_seed(8)
+    q, k = (torch.randn(9, h, 16, generator=g).to(device) for h in (4, 2))
+    cu_seqlens = torch.tensor([0, 3, 3, 7], dtype=torch.int32, device=device)  # an empty one, and padding after
+    inv_freq, cos, sin = table(device, 40, 16)
+    angles = dict(cos=cos, sin=sin) if mode == "table" else dict(inv_freq=inv_freq)
+    for positions in (None, 4, torch.tensor([2, 0, 5], device=device)):
+        kwargs = dict(angles, positions=positions, cu_seqlens=cu_seqlens)
+        for got, expected in zip(apply_rope_qk(q, k, **kwargs), twin(q, k, **kwargs)):
+            assert_close_in_dtype(got, expected)

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+
+import ropekit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -309,3 +311,63 @@ def test_decay_bound_is_roformer_formula():
         S = [abs(sum(np.exp(1j * r * theta[k]) for k in range(j))) for j in range(1, dim // 2 + 1)]
         assert rope_decay_bound(torch.tensor([r]), inv_freq).item() == pytest.approx(np.mean(S), rel=1e-5)
     assert rope_decay_bound(torch.tensor([0]), inv_freq).item() == pytest.approx((dim // 2 + 1) / 2)
+
+
+# --- apply_rope_qk: the kernel's twin checks every value ----------------------------------------
+
+
+def _twin_inputs():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 5, 4, 8, generator=g), torch.randn(2, 5, 2, 8, generator=g)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    cos, sin = ropekit.rope_cos_sin(10, inv_freq)
+    return q, k, inv_freq, cos, sin
+
+
+def test_twin_rotates_each_token_by_its_position_as_the_explicit_matrix_does():
+    from ropekit.reference import apply_rope_qk
+
+    q, k, inv_freq, _, _ = _twin_inputs()
+    positions = torch.tensor([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]])
+    q_out, k_out = apply_rope_qk(q, k, inv_freq=inv_freq, positions=positions)
+    for b in range(2):
+        for s in range(5):
+            R = ropekit.rotation_matrix(int(positions[b, s]), 8, layout="half", inv_freq=inv_freq)
+            torch.testing.assert_close(q_out[b, s].double(), q[b, s].double() @ R.T, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(k_out[b, s].double(), k[b, s].double() @ R.T, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(positions=torch.tensor([[0, 1, 2, 3, 10], [0, 1, 2, 3, 4]])), "outside the cos/sin table"),
+        (dict(positions=torch.tensor([-1, 0])), "outside the cos/sin table"),
+        (dict(positions=6), "rows"),
+    ],
+)
+def test_twin_raises_for_positions_outside_the_table(kwargs, match):
+    from ropekit.reference import apply_rope_qk
+
+    q, k, _, cos, sin = _twin_inputs()
+    with pytest.raises(ValueError, match=match):
+        apply_rope_qk(q, k, cos, sin, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "cu_seqlens, positions, match",
+    [
+        ([0, 5, 3, 8], None, "never decrease"),
+        ([1, 4, 8], None, "start at 0"),
+        ([0, 4, 12], None, "end at most"),
+        ([0, 2, 4, 6], torch.tensor([10, 20]), "one per sequence"),
+    ],
+)
+def test_twin_validates_packed_sequences_fully(cu_seqlens, positions, match):
+    from ropekit.reference import apply_rope_qk
+
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(8, 4, 8, generator=g), torch.randn(8, 2, 8, generator=g)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    with pytest.raises(ValueError, match=match):
+        apply_rope_qk(q, k, inv_freq=inv_freq, positions=positions,
+                      cu_seqlens=torch.tensor(cu_seqlens, dtype=torch.int32))

@@ -129,7 +129,7 @@ def test_rotation_2d_rejects_bad_arguments():
 def test_frequency_spectrum_draws_every_schedule_of_the_library():
     fig = viz.plot_frequency_spectrum(dim=32, base=10000.0, factor=4.0, original_max_position_embeddings=512)
     ax_theta, ax_wave, ax_ratio = fig.axes
-    schedules = viz.frequency_schedules(4.0, 512)
+    schedules = ropekit.frequencies.frequency_schedules(4.0, 512)
     lines = data_lines(ax_theta)
     assert [line.get_label() for line in lines][: len(schedules)] == list(schedules)
     plain = 10000.0 ** (-np.arange(0, 32, 2) / 32)
@@ -271,25 +271,25 @@ def test_plot_attention_logits_rejects_bad_arguments():
     with pytest.raises(ValueError, match="window"):
         viz.plot_attention_logits(q, q, "rerope")
     with pytest.raises(ValueError, match="head"):
-        viz.plot_attention_logits(torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8), head=2)
+        viz.plot_attention_logits(torch.randn(1, 6, 2, 8), torch.randn(1, 6, 2, 8), head=2)
     with pytest.raises(ValueError, match="schemes"):
         viz.plot_attention_logits(q, q, "nope")
 
 
 def test_attention_logits_figure_shows_the_logits_and_the_curves():
     torch.manual_seed(0)
-    q = torch.randn(2, 4, 10, 8)
-    k = torch.randn(2, 2, 10, 8)
+    q = torch.randn(2, 10, 4, 8)  # (batch, seq, heads, head_dim), the library's one order
+    k = torch.randn(2, 10, 2, 8)
     fig = viz.plot_attention_logits(q, k, ["rope", "rerope"], window=4, batch=1, head=3)
     heat_rope, heat_rerope, curves = [a for a in fig.axes if a.get_label() != "<colorbar>"]
     inv_freq, _ = ropekit.rope_frequencies(8)
     for a, scheme, options in ((heat_rope, "rope", {}), (heat_rerope, "rerope", {"window": 4})):
-        expected = ropekit.attention.attention_logits(q[1, 3], k[1, 1], scheme, inv_freq, **options).numpy()  # GQA: head 3 reads kv head 1
+        expected = ropekit.attention.attention_logits(q[1, :, 3], k[1, :, 1], scheme, inv_freq, **options).numpy()  # GQA: head 3 reads kv head 1
         np.testing.assert_array_equal(np.ma.filled(a.images[0].get_array(), np.nan), expected)
         norm = a.images[0].norm
         assert norm.vmin == -norm.vmax
     rope_curve, rerope_curve = data_lines(curves)[:2]
-    expected = ropekit.attention.attention_logits(q[1, 3], k[1, 1], "rerope", inv_freq, window=4).numpy()
+    expected = ropekit.attention.attention_logits(q[1, :, 3], k[1, :, 1], "rerope", inv_freq, window=4).numpy()
     np.testing.assert_allclose(rerope_curve.get_ydata()[5], np.nanmean(np.diagonal(expected, -5)))
     assert [rope_curve.get_label(), rerope_curve.get_label()] == ["RoPE", "ReRoPE"]
     assert_labelled(fig)
@@ -391,6 +391,39 @@ def test_interactive_versions_fall_back_to_the_static_figure_outside_jupyter():
     assert "w = 2" in fig.axes[2].get_title()
     fig = viz.interactive_rotation_2d(max_position=3, dim=8)
     assert len(fig.axes[0].get_lines()[1].get_xdata()) == 4
+
+
+def test_every_public_name_of_the_former_module_still_works():
+    """viz was one module; it is a package by picture family, and each name keeps its old path."""
+    import importlib
+
+    family = {
+        "plot_rotation_matrix": "rotation",
+        "plot_rotation_2d": "rotation",
+        "plot_frequency_spectrum": "spectrum",
+        "plot_relative_positions": "attention",
+        "plot_long_term_decay": "attention",
+        "plot_attention_logits": "attention",
+        "plot_benchmark": "benchmark",
+        "interactive_frequency_spectrum": "interactive",
+        "interactive_relative_positions": "interactive",
+        "interactive_rotation_2d": "interactive",
+    }
+    assert set(viz.__all__) == set(family) | {"frequency_schedules"}
+    for name, module in family.items():
+        assert getattr(viz, name) is getattr(importlib.import_module(f"ropekit.viz.{module}"), name)
+    assert viz.frequency_schedules is ropekit.frequencies.frequency_schedules
+    assert viz.SCHEME_NAMES["rerope"] == "ReRoPE" and "w" in viz.SCHEME_FORMULAS["rerope"]
+    old_style = importlib.import_module("ropekit.viz_style")
+    assert old_style.PALETTE is viz.style.PALETTE and old_style.styled is viz.style.styled
+
+
+def test_viz_lines_fit_on_a_page():
+    from pathlib import Path
+
+    for path in sorted(Path(viz.__file__).parent.glob("*.py")):
+        long = [n for n, line in enumerate(path.read_text().splitlines(), 1) if len(line) > 110]
+        assert not long, f"{path.name}: lines {long} are longer than 110 characters"
 
 
 def test_style_is_undone_after_each_figure_and_leaves_other_settings_alone():

@@ -1,9 +1,7 @@
 """Fused causal ReRoPE and Leaky ReRoPE attention: one Triton kernel, no (seq, seq) matrix.
 
 The math (Su Jianlin, "Rectified Rotary Position Embeddings", kexue.fm 2023; lesson 04).
-With R^p the RoPE rotation by position p (RoFormer eq. 15), query i and key j ≤ i get two
-candidate logits,
-
+With R^p the RoPE rotation by position p (RoFormer eq. 15), query i and key j ≤ i get two logits,
     a¹_ij = ⟨R^i q_i, R^j k_j⟩                        relative position i − j
     a²_ij = ⟨R^w q_i, k_j⟩                            ReRoPE: relative position w
     a²_ij = ⟨R^{(i−w)/k + w} q_i, R^{j/k} k_j⟩        Leaky: w + (i − j − w)/k
@@ -47,11 +45,7 @@ evaluating sin and cos for every key tile, and the angles are bit-identical to t
 before the tensor-core dots (as pre-rotated q and k would be); all softmax arithmetic
 and the accumulator are float32.
 
-Speed (H100, B1, 32 heads, d=128, bf16, w=512; benchmarks/results/h100/rerope_tune.txt):
-ReRoPE runs in 0.97× the time of SDPA forced to FlashAttention-2 on pre-rotated q and k at
-seq 8192 (0.80× at 16384), Leaky ReRoPE in 1.4×, the paper layout in 1.2×; the two-matrix
-reference is 50× slower and takes 34 GB. Against torch's default SDPA backend (faster on
-that machine) the benchmark harness measured 1.93× at 8192 (benchmarks/results/h100/).
+Speed: benchmarks/results/ (the committed runs; lesson 05 reads them).
 
 Backward: not implemented. Calling ``.backward()`` through the output raises
 NotImplementedError; use :func:`ropekit.attention.rerope_attention` for gradients.
@@ -60,19 +54,17 @@ NotImplementedError; use :func:`ropekit.attention.rerope_attention` for gradient
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
-from ..reference import _check_layout, _shape, rope_cos_sin
+from ..checks import check_layout, check_leaky_factor, check_log_n_train_length, check_qkv, check_window, describe
+from ..reference import rope_cos_sin
+from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides
 
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _HEAD_DIMS = (32, 64, 128)
-
-
 
 # --- the kernel -----------------------------------------------------------------------
 
@@ -202,7 +194,7 @@ def _attend_blocks(
 
 
 @triton.jit
-def _rerope_fwd_kernel(
+def rerope_fwd_kernel(
     Q, K, V, Out,
     COS, SIN,  # (seq, d/2): angles of positions 0..seq−1, for R^i q and R^j k
     COS_Q2, SIN_Q2, q2_row_stride,  # second query rotation: (seq, d/2), or one row (stride 0)
@@ -296,12 +288,12 @@ def _rerope_fwd_kernel(
 # --- the launcher ---------------------------------------------------------------------
 
 
-def _block_sizes(head_dim: int, dtype: torch.dtype, leaky: bool, paper: bool, interpret: bool):
+def block_sizes(head_dim: int, dtype: torch.dtype, leaky: bool, paper: bool, interpret: bool):
     """(BLOCK_M, BLOCK_N, num_warps, num_stages). Tuned on an H100 for bf16
     (benchmarks/gpu_rerope_tune.py); tiny blocks under the interpreter, where every tile op
     is a numpy call and small blocks make inside/edge/outside blocks all occur in tests.
-    Paper-layout ReRoPE at head_dim 128 needs 232 KB of shared memory with three stages,
-    just over an H100's 227 KB, so it gets two."""
+    Paper-layout ReRoPE at head_dim 128 needs 232 KB of shared memory with three stages
+    (an H100 has 227 KB), so it gets two."""
     if interpret:
         return 16, 16, 1, 1
     if dtype == torch.float32:
@@ -315,68 +307,35 @@ def _block_sizes(head_dim: int, dtype: torch.dtype, leaky: bool, paper: bool, in
 _FITTED_STAGES: dict = {}
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
 def _check_inputs(q, k, v, inv_freq, window, leaky_factor, causal, log_n_train_length, layout):
-    for name, t in (("q", q), ("k", k), ("v", v), ("inv_freq", inv_freq)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+    check_qkv(q, k, v)
     if not causal:
         raise NotImplementedError(
             "ropekit.kernels.rerope_attention fuses causal attention only; for causal=False use "
             "the reference ropekit.attention.rerope_attention"
         )
-    if q.device.type != "cuda" and not _interpreting():
+    if q.device.type != "cuda" and not INTERPRETED:
         raise ValueError(
             f"ropekit.kernels.rerope_attention needs CUDA tensors, got q on {q.device}; on a CPU use "
             "ropekit.attention.rerope_attention (or set TRITON_INTERPRET=1 before importing triton "
             "to run the kernel in the Triton interpreter)"
         )
-    if q.dtype not in _DTYPES:
+    if q.dtype not in KERNEL_DTYPES:
         raise TypeError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
-    for name, t in (("k", k), ("v", v)):
-        if t.dtype != q.dtype:
-            raise TypeError(f"{name} must have q's dtype {q.dtype}, got {t.dtype}")
-        if t.device != q.device:
-            raise ValueError(f"{name} must be on q's device {q.device}, got {t.device}")
-    if q.dim() != 4:
-        raise ValueError(f"q must have shape (batch, q_heads, seq, head_dim), got {tuple(q.shape)}")
-    if k.dim() != 4 or k.shape != v.shape:
-        raise ValueError(
-            f"k and v must have the same shape (batch, kv_heads, seq, head_dim), got {_shape(k)} and {_shape(v)}"
-        )
-    batch, heads, seq, head_dim = q.shape
+    batch, seq, heads, head_dim = q.shape
     if head_dim not in _HEAD_DIMS:
         raise ValueError(f"head_dim must be one of {_HEAD_DIMS} for the fused kernel, got {head_dim}")
-    if (k.shape[0], k.shape[2], k.shape[3]) != (batch, seq, head_dim):
-        raise ValueError(
-            f"k and v must have shape (batch={batch}, kv_heads, seq={seq}, head_dim={head_dim}) "
-            f"to match q {tuple(q.shape)}, got {tuple(k.shape)}"
-        )
-    if k.shape[1] == 0 or heads % k.shape[1]:
-        raise ValueError(f"kv_heads ({k.shape[1]}) must divide q_heads ({heads}) for grouped-query attention")
+    if v.shape[-1] != head_dim:
+        raise ValueError(f"v must have q's head_dim = {head_dim} for the fused kernel, got v {tuple(v.shape)}")
     if seq == 0 or batch == 0 or heads == 0:
-        raise ValueError(f"q must have non-empty batch, heads and seq, got {tuple(q.shape)}")
-    if inv_freq.shape != (head_dim // 2,):
-        raise ValueError(
-            f"inv_freq must have shape (head_dim // 2,) = ({head_dim // 2},) (the fused kernel rotates every "
-            f"feature), got {tuple(inv_freq.shape)}"
-        )
-    if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
-        raise ValueError(f"window must be a positive integer (the ReRoPE window w), got {window!r}")
-    if leaky_factor is not None and (
-        isinstance(leaky_factor, bool) or not isinstance(leaky_factor, (int, float)) or not leaky_factor > 1
-    ):
-        raise ValueError(f"leaky_factor must be None (ReRoPE) or a number > 1 (Leaky ReRoPE's k), got {leaky_factor!r}")
-    if log_n_train_length is not None and (
-        isinstance(log_n_train_length, bool) or not isinstance(log_n_train_length, int) or log_n_train_length <= 1
-    ):
-        raise ValueError(
-            f"log_n_train_length must be None or an integer > 1 (the training length L), got {log_n_train_length!r}"
-        )
-    _check_layout(layout)
+        raise ValueError(f"q must have non-empty batch, seq and heads, got {tuple(q.shape)}")
+    if not isinstance(inv_freq, torch.Tensor) or inv_freq.shape != (head_dim // 2,):
+        raise ValueError(f"inv_freq must have shape (head_dim // 2,) = ({head_dim // 2},) (the fused kernel rotates "
+                         f"every feature), got {describe(inv_freq)}")
+    check_window(window)
+    check_leaky_factor(leaky_factor)
+    check_log_n_train_length(log_n_train_length)
+    check_layout(layout)
 
 
 def _angle_tables(seq, inv_freq, window, leaky_factor, device):
@@ -394,7 +353,7 @@ def _angle_tables(seq, inv_freq, window, leaky_factor, device):
     return cos, sin, cos_q2.contiguous(), sin_q2.contiguous(), cos_k2, sin_k2
 
 
-def _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, config=None):
+def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, config=None):
     """Launch the kernel on checked inputs. ``config`` = (BLOCK_M, BLOCK_N, num_warps,
     num_stages) overrides the tuned choice (benchmarks/gpu_rerope_tune.py sweeps it).
 
@@ -402,23 +361,25 @@ def _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout
     pipeline stages (an A100 has 164 KB, an H100 227 KB) gets one stage fewer, and so on;
     the number that fits is remembered per kernel variant.
     """
-    batch, heads, seq, head_dim = q.shape
-    interpret = _interpreting()
+    batch, seq, heads, head_dim = q.shape
+    interpret = INTERPRETED
     leaky, paper = leaky_factor is not None, layout == "paper"
-    block_m, block_n, num_warps, num_stages = config or _block_sizes(head_dim, q.dtype, leaky, paper, interpret)
+    block_m, block_n, num_warps, num_stages = config or block_sizes(head_dim, q.dtype, leaky, paper, interpret)
     cos, sin, cos_q2, sin_q2, cos_k2, sin_k2 = _angle_tables(seq, inv_freq, window, leaky_factor, q.device)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     log_n = log_n_train_length is not None
     grid = (triton.cdiv(seq, block_m), batch * heads)
+    # the kernel walks (batch, heads, seq, feature) strides; the tensors are (batch, seq, heads, head_dim)
+    strides = [(s.batch, s.heads, s.seq, s.feature) for s in map(qkv_strides, (q, k, v, out))]
     variant = (q.device, q.dtype, head_dim, leaky, paper, log_n)
     stages = num_stages if config else _FITTED_STAGES.get(variant, num_stages)
     while True:
         try:
-            _rerope_fwd_kernel[grid](
+            rerope_fwd_kernel[grid](
                 q, k, v, out,
                 cos, sin, cos_q2, sin_q2, head_dim // 2 if leaky else 0, cos_k2, sin_k2,
-                *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-                heads, heads // k.shape[1], seq, window,
+                *strides[0], *strides[1], *strides[2], *strides[3],
+                heads, heads // k.shape[2], seq, window,
                 math.log2(math.e) / math.sqrt(head_dim), 1.0 / math.log(log_n_train_length) if log_n else 1.0,
                 BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=head_dim, PAPER=paper,
                 LEAKY=leaky, LOG_N=log_n, UPCAST=interpret and q.dtype == torch.bfloat16,
@@ -440,7 +401,7 @@ def _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout
 class _ReRoPEAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout):
-        return _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
+        return launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -458,9 +419,9 @@ def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, 
     from unrotated q and k; memory is O(seq), never (seq, seq).
 
     Args:
-        q: ``(batch, q_heads, seq, head_dim)`` unrotated queries, float16/bfloat16/float32
+        q: ``(batch, seq, q_heads, head_dim)`` unrotated queries, float16/bfloat16/float32
             on CUDA (or CPU under ``TRITON_INTERPRET=1``); head_dim 32, 64 or 128.
-        k, v: ``(batch, kv_heads, seq, head_dim)`` unrotated keys and values, q's dtype;
+        k, v: ``(batch, seq, kv_heads, head_dim)`` unrotated keys and values, q's dtype;
             kv_heads divides q_heads (grouped-query attention: head h reads kv head
             h // (q_heads // kv_heads)).
         inv_freq: ``(head_dim // 2,)`` from :func:`ropekit.rope_frequencies` (every feature
@@ -476,7 +437,7 @@ def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, 
         layout: ``"half"`` pairs (i, i + d/2) or ``"paper"`` pairs (2i, 2i + 1).
 
     Returns:
-        ``(batch, q_heads, seq, head_dim)`` in q's dtype: softmax(a / √head_dim) · v with a
+        ``(batch, seq, q_heads, head_dim)`` in q's dtype: softmax(a / √head_dim) · v with a
         the merged logits of the module docstring (Su 2023; lesson 04).
 
     The backward pass is not implemented: ``.backward()`` through the result raises
@@ -485,4 +446,4 @@ def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, 
     _check_inputs(q, k, v, inv_freq, window, leaky_factor, causal, log_n_train_length, layout)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         return _ReRoPEAttention.apply(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
-    return _forward(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
+    return launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)

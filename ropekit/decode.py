@@ -1,0 +1,178 @@
+"""Decoding with RoPE: what a decoder caches, what it rotates, and when.
+
+A decoder keeps the keys and values of every token it has seen and, at each step, attends
+from the new tokens' queries to all of them. With RoPE there is a choice to make: cache
+the keys after rotation (every model library does this for plain RoPE) or before (ReRoPE's
+one-product decode step needs the unrotated keys). Everything about that choice lives here:
+
+* :func:`rope_decode_step`: new queries at positions offset, offset + 1, ... against
+  keys cached after rotation. Only the new queries (and the new keys, before they join
+  the cache) are rotated; the result is exactly the matching rows of full attention.
+* :func:`rerope_decode_step`: ReRoPE's decode step over keys cached before rotation,
+  one product per key (Su, "Rectified Rotary Position Embeddings", 2023).
+* :func:`rotate_as_if_first`: keys rotated as if they sat at position 0, as LongLLaMA's
+  memory layers (the Focused Transformer, Tworkowski et al. 2023) store them. Then
+  ⟨R_n q, R_0 k⟩ = qᵀ R_{−n} k: the logit depends on the query's own position only, not
+  on where the key once was, which lets a memory hold keys from any distance.
+
+Tensors are ``(batch, seq, heads, head_dim)``, as everywhere in ropekit. Lesson 04
+derives the ReRoPE decode step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .attention import attend, compute_dtype, log_n_scale, rotate, scores
+from .checks import (
+    check_inv_freq,
+    check_layout,
+    check_leaky_factor,
+    check_log_n_train_length,
+    check_qkv,
+    check_window,
+    describe,
+    integer,
+    positions_or_arange,
+)
+
+
+def rope_decode_step(q, k_cache, v_cache, offset, inv_freq, attention_factor=1.0, layout="half"):
+    """Attention of new queries at positions offset .. offset + new − 1 over a RoPE KV cache.
+
+        out_t = Σ_{j ≤ offset + t} softmax_j(⟨R_{offset+t} q_t, k̃_j⟩ / √head_dim) v_j,
+        with k̃_j = R_j k_j already in the cache.
+
+    What a decoder does each step: rotate the new keys at their positions, append them to
+    the cache, rotate the new queries at the same positions (this function), attend.
+    Since ⟨R_{offset+t} q, R_j k⟩ depends on offset + t − j only, the answer equals rows
+    offset .. offset + new − 1 of :func:`ropekit.rope_attention` over the whole sequence.
+
+    Args:
+        q: ``(batch, new, heads, head_dim)``, the new queries, not rotated.
+        k_cache: ``(batch, offset + new, kv_heads, head_dim)``, keys already rotated at
+            their positions 0 .. offset + new − 1 (the new ones included).
+        v_cache: ``(batch, offset + new, kv_heads, v_dim)``.
+        offset: how many tokens were cached before this step (the first new position).
+        inv_freq: ``(rotary_dim // 2,)``; attention_factor and layout as in
+            :func:`ropekit.rope_attention` (the cached keys must have been rotated with them).
+
+    Returns:
+        ``(batch, new, heads, v_dim)`` in q's dtype; query t sees keys 0 .. offset + t.
+    """
+    check_qkv(q, k_cache, v_cache, same_length=False)
+    check_layout(layout)
+    check_inv_freq(inv_freq, q.shape[-1])
+    offset = integer(offset, "offset", minimum=0, what=" (tokens cached before this step)")
+    new = q.shape[1]
+    if k_cache.shape[1] != offset + new:
+        raise ValueError(
+            f"k_cache must hold offset + new = {offset} + {new} = {offset + new} rotated keys "
+            f"(the new ones appended), got {k_cache.shape[1]}"
+        )
+    compute = compute_dtype(q)
+    positions = torch.arange(offset, offset + new, device=q.device)
+    q = rotate(q.to(compute), positions, inv_freq, layout, attention_factor)
+    return attend(scores(q, k_cache.to(compute)), v_cache, causal=True)
+
+
+def rotate_as_if_first(k, inv_freq, rotated_at=None, layout="half"):
+    """Keys as if every one of them sat at position 0: R_0 k, for a memory of old keys.
+
+    The Focused Transformer / LongLLaMA (Tworkowski et al. 2023, §3 and its released
+    code) stores memory keys this way, and rotates local queries by their position n in
+    the local context, so a memory logit is ⟨R_n q, R_0 k⟩ = qᵀ R_{−n} k: it depends on
+    the query's position alone, and a key retrieved from a million tokens back looks no
+    farther away than one from the start of the window.
+
+    R_0 is the identity, so for keys not yet rotated this is a copy; the work is in
+    ``rotated_at``: keys taken from a standard cache were rotated at their positions p,
+    and R_{−p} R_p k = R_0 k turns them back.
+
+    Args:
+        k: ``(batch, seq, kv_heads, head_dim)`` keys.
+        inv_freq: ``(rotary_dim // 2,)``.
+        rotated_at: None if k is not rotated; else the ``(seq,)`` or ``(batch, seq)``
+            positions at which k was rotated. Only the rotation is undone: an attention
+            factor already in the cached keys stays in them.
+        layout: ``"half"`` or ``"paper"``.
+
+    Returns:
+        A tensor of k's shape and dtype (math in float32, float64 for float64 keys).
+    """
+    if not isinstance(k, torch.Tensor) or k.dim() != 4 or not k.is_floating_point():
+        raise ValueError(f"k must be a floating-point tensor of shape (batch, seq, kv_heads, head_dim), got {describe(k)}")
+    check_layout(layout)
+    check_inv_freq(inv_freq, k.shape[-1])
+    batch, seq = k.shape[:2]
+    if rotated_at is None:  # unrotated keys: R_0 = I, a copy
+        rotated_at = torch.zeros(seq, device=k.device)
+    rotated_at = positions_or_arange(rotated_at, "rotated_at", batch, seq, k.device)
+    if rotated_at.dtype == torch.uint8:
+        raise ValueError("rotated_at must be a signed integer or floating-point tensor; uint8 cannot be negated")
+    return rotate(k, -rotated_at.to(k.device), inv_freq, layout)  # R_{−p}: back to position 0
+
+
+def rerope_decode_step(
+    q, k_cache, v_cache, position, inv_freq, window, leaky_factor=None, layout="half", log_n_train_length=None
+):
+    """One new query against keys cached *before* rotation: the single-product form of ReRoPE.
+
+    With one query there is nothing to merge: each key needs one product. Writing
+    ⟨R_i q, R_j k⟩ = qᵀ R_{j−i} k and the effective position of
+    :func:`relative_position_matrix`, the blog's decode formula is
+
+        ReRoPE: a_ij = q_iᵀ R_{max(j−i, −w)} k_j
+        Leaky:  a_ij = q_iᵀ R_{max(j−i, (j−i+w)/k − w)} k_j
+
+    The w keys inside the window (i − w < j ≤ i) each need their own rotation R_{j−i}.
+    Every older key shares one rotation, which moves onto the query instead:
+    q_iᵀ R_{−w} k_j = ⟨R_w q_i, k_j⟩, so ReRoPE rotates q once by +w and dots it with the
+    raw cached keys. For Leaky, q_iᵀ R_{(j−i+w)/k − w} k_j = ⟨R_{(i−w)/k + w} q_i, R_{j/k} k_j⟩:
+    q is rotated once, and the old keys by j/k (a decoder that keeps a second cache of
+    R_{j/k} k_j skips that too). This is why ReRoPE caches keys unrotated: a cache of
+    R_j k_j would have to be un-rotated at every step.
+
+    Args:
+        q: ``(batch, 1, heads, head_dim)``, the new query, not rotated.
+        k_cache: ``(batch, position + 1, kv_heads, head_dim)``, keys at positions
+            0 .. position (the new key included), not rotated.
+        v_cache: ``(batch, position + 1, kv_heads, v_dim)``.
+        position: i, the 0-based position of the new query.
+        inv_freq, window, leaky_factor, layout, log_n_train_length: as in
+            :func:`rerope_attention` (log-n multiplies q by max(1, ln(i + 1) / ln L)).
+
+    Returns:
+        ``(batch, 1, heads, v_dim)``, equal (up to rounding) to the last row of
+        :func:`rerope_attention` over the whole sequence. Lesson 04 checks that.
+    """
+    check_qkv(q, k_cache, v_cache, same_length=False)
+    check_layout(layout)
+    check_inv_freq(inv_freq, q.shape[-1])
+    check_window(window)
+    leaky_factor = check_leaky_factor(leaky_factor)
+    check_log_n_train_length(log_n_train_length)
+    if q.shape[1] != 1:
+        raise ValueError(f"q must hold one new query, shape (batch, 1, heads, head_dim), got {tuple(q.shape)}")
+    position = integer(position, "position", minimum=0, what=" (the new query's index)")
+    if k_cache.shape[1] != position + 1:
+        raise ValueError(
+            f"k_cache must hold the keys of positions 0 .. position = {position} (position + 1 tokens), "
+            f"got {k_cache.shape[1]} tokens"
+        )
+    compute = compute_dtype(q)
+    q, k = q.to(compute), k_cache.to(compute)
+    if log_n_train_length is not None:
+        q = q * float(log_n_scale(torch.tensor(position), log_n_train_length))
+    first_near = max(0, position - window + 1)  # keys j >= first_near have i − j < w
+    device = q.device
+    near_offsets = torch.arange(first_near - position, 1, device=device)  # j − i, in (−w, 0]
+    near = scores(q, rotate(k[:, first_near:], near_offsets, inv_freq, layout))
+    old = k[:, :first_near]
+    if leaky_factor is None:
+        far = scores(rotate(q, torch.tensor([window], device=device), inv_freq, layout), old)
+    else:
+        q_line = torch.tensor([(position - window) / leaky_factor + window], device=device)
+        k_line = torch.arange(first_near, device=device) / leaky_factor
+        far = scores(rotate(q, q_line, inv_freq, layout), rotate(old, k_line, inv_freq, layout))
+    return attend(torch.cat((far, near), dim=-1), v_cache, causal=False)

@@ -1,0 +1,292 @@
+"""The Triton kernel behind :func:`ropekit.kernels.apply_rope_qk` and its launcher.
+
+The math and the public function are in :mod:`ropekit.kernels.rope`; this module is how
+it runs on the GPU: the ``@triton.jit`` kernel (one program per block of tokens, every
+head of q and k), the block sizes, and a launcher that skips Triton's argument binder
+once a variant is compiled.
+"""
+
+from typing import NamedTuple, Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import INTERPRETED, qkv_strides
+
+# --- the kernel ------------------------------------------------------------------------
+
+
+@triton.jit
+def _rotate_heads(
+    x_ptr, o_ptr, x_tok, o_tok, x_sh, o_sh, tok_mask, cos, sin,
+    HEADS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr,
+    HALF: tl.constexpr, HALF_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PASS_PAD: tl.constexpr,
+    PAPER: tl.constexpr, COPY_PASS: tl.constexpr,
+):
+    """Rotate every head of BLOCK_S tokens of one tensor (q or k), BLOCK_H heads at a time.
+
+    x_tok / o_tok: (BLOCK_S,) int64 offsets of each token's first head in x and out.
+    cos, sin: (BLOCK_S, 1, HALF_PAD) float32, broadcast over the heads.
+    """
+    for h0 in tl.static_range(0, HEADS, BLOCK_H):
+        h = h0 + tl.arange(0, BLOCK_H).to(tl.int64)
+        x_row = (x_tok[:, None] + h[None, :] * x_sh)[:, :, None]  # (BLOCK_S, BLOCK_H, 1)
+        o_row = (o_tok[:, None] + h[None, :] * o_sh)[:, :, None]
+        row_mask = (tok_mask[:, None] & (h < HEADS)[None, :])[:, :, None]
+        if PAPER:
+            # One contiguous load of the rotary features; the pairs (2i, 2i+1) are split
+            # apart in registers (reshape to (..., r/2, 2), then split the last axis),
+            # so memory sees only full-width loads, never stride-2 ones.
+            f = tl.arange(0, 2 * HALF_PAD)
+            mask = row_mask & (f < 2 * HALF)[None, None, :]
+            x = tl.load(x_ptr + x_row + f[None, None, :], mask=mask, other=0.0).to(tl.float32)
+            a, b = tl.split(tl.reshape(x, (BLOCK_S, BLOCK_H, HALF_PAD, 2)))
+            y = tl.join(a * cos - b * sin, b * cos + a * sin)
+            y = tl.reshape(y, (BLOCK_S, BLOCK_H, 2 * HALF_PAD))
+            tl.store(o_ptr + o_row + f[None, None, :], y.to(o_ptr.dtype.element_ty), mask=mask)
+        else:
+            # The two halves are two contiguous runs of r/2 features each.
+            f = tl.arange(0, HALF_PAD)[None, None, :]
+            mask = row_mask & (f < HALF)
+            a = tl.load(x_ptr + x_row + f, mask=mask, other=0.0).to(tl.float32)
+            b = tl.load(x_ptr + x_row + HALF + f, mask=mask, other=0.0).to(tl.float32)
+            tl.store(o_ptr + o_row + f, (a * cos - b * sin).to(o_ptr.dtype.element_ty), mask=mask)
+            tl.store(o_ptr + o_row + HALF + f, (b * cos + a * sin).to(o_ptr.dtype.element_ty), mask=mask)
+        if COPY_PASS:
+            # Partial rotary, out of place: features r .. head_dim-1 are copied through.
+            f = 2 * HALF + tl.arange(0, PASS_PAD)[None, None, :]
+            mask = row_mask & (f < HEAD_DIM)
+            tl.store(o_ptr + o_row + f, tl.load(x_ptr + x_row + f, mask=mask), mask=mask)
+
+
+# Every integer argument is left unspecialised: Triton would otherwise compile a new
+# variant whenever a length, offset or stride happens to be 1 or a multiple of 16, e.g.
+# for each new batch size. Alignment of the q/k strides, which 16-byte vector loads need,
+# is told to the compiler instead through ALIGN (checked on the host; see the kernel).
+_INT_ARGS = ["seq_len", "n_rows", "offset", "n_seqs", "stride_qb", "stride_qs", "stride_qh", "stride_qob", "stride_qos", "stride_qoh",
+             "stride_kb", "stride_ks", "stride_kh", "stride_kob", "stride_kos", "stride_koh", "stride_cos_b", "stride_cos_s", "stride_pos_b", "stride_pos_s"]
+
+
+@triton.jit(do_not_specialize=_INT_ARGS)
+def rope_qk_kernel(
+    q_ptr, k_ptr, qo_ptr, ko_ptr, cos_ptr, sin_ptr, pos_ptr, inv_freq_ptr, cu_ptr,
+    seq_len, n_rows, offset, n_seqs, cos_scale, sin_scale,
+    stride_qb, stride_qs, stride_qh, stride_qob, stride_qos, stride_qoh,
+    stride_kb, stride_ks, stride_kh, stride_kob, stride_kos, stride_koh,
+    stride_cos_b, stride_cos_s, stride_pos_b, stride_pos_s,
+    Q_HEADS: tl.constexpr, K_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+    HALF: tl.constexpr, HALF_PAD: tl.constexpr, PASS_PAD: tl.constexpr,
+    PAPER: tl.constexpr, TABLE: tl.constexpr, POS_MODE: tl.constexpr, VARLEN: tl.constexpr,
+    COPY_PASS: tl.constexpr, ALIGN: tl.constexpr,
+    BLOCK_S: tl.constexpr, BLOCK_HQ: tl.constexpr, BLOCK_HK: tl.constexpr,
+):
+    """One program: BLOCK_S consecutive tokens of one sequence, all heads of q and of k.
+
+    The grid is 1-D: program p takes batch row p // n_blocks and tokens
+    (p % n_blocks)·BLOCK_S ... + BLOCK_S − 1 of it. Packed (varlen) input is one batch
+    row of seq_len = total tokens, and each token finds its sequence in cu_seqlens.
+    Offsets are int64 from the start: a million tokens × heads × head_dim overflows int32.
+
+    POS_MODE: 0 position = index in sequence + offset; 1 + a per-sequence offset read
+    from pos_ptr; 2 position = pos_ptr[b, s] (position_ids). TABLE: cos/sin are read
+    from row `position` of a table (NaN for a row outside it, so a bad index is loud);
+    else they are computed from inv_freq in float32, exactly as rope_cos_sin does.
+    ALIGN: the token and head strides of q, k and the outputs are passed divided by
+    ALIGN (16 bytes' worth of elements when they all allow it, else 1).
+    """
+    # The q/k strides arrive in units of ALIGN elements; multiplying by the constant tells
+    # the compiler that every row starts on a vector boundary (16-byte loads and stores).
+    stride_qb, stride_qs, stride_qh = stride_qb.to(tl.int64) * ALIGN, stride_qs.to(tl.int64) * ALIGN, stride_qh.to(tl.int64) * ALIGN
+    stride_qob, stride_qos, stride_qoh = stride_qob.to(tl.int64) * ALIGN, stride_qos.to(tl.int64) * ALIGN, stride_qoh.to(tl.int64) * ALIGN
+    stride_kb, stride_ks, stride_kh = stride_kb.to(tl.int64) * ALIGN, stride_ks.to(tl.int64) * ALIGN, stride_kh.to(tl.int64) * ALIGN
+    stride_kob, stride_kos, stride_koh = stride_kob.to(tl.int64) * ALIGN, stride_kos.to(tl.int64) * ALIGN, stride_koh.to(tl.int64) * ALIGN
+
+    n_blocks = tl.cdiv(seq_len, BLOCK_S)
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // n_blocks
+    s = (pid % n_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
+    tok_mask = s < seq_len
+
+    # Each token's position m (and, for packed input, whether it lies in any sequence).
+    if VARLEN:
+        # Binary search: the largest j with cu_seqlens[j] <= s is the token's sequence.
+        seq = tl.zeros([BLOCK_S], dtype=tl.int64)
+        step = 1
+        while 2 * step < n_seqs:
+            step = 2 * step
+        while step > 0:
+            cand = seq + step
+            start = tl.load(cu_ptr + cand, mask=cand < n_seqs, other=0)
+            seq = tl.where((cand < n_seqs) & (start <= s), cand, seq)
+            step = step // 2
+        in_seq = (s >= tl.load(cu_ptr)) & (s < tl.load(cu_ptr + n_seqs))
+        m = s - tl.load(cu_ptr + seq)
+    else:
+        seq = b
+        m = s
+    if POS_MODE == 1:
+        m = m + tl.load(pos_ptr + seq * stride_pos_b)
+    if POS_MODE == 2:
+        m = tl.load(pos_ptr + b * stride_pos_b + s * stride_pos_s, mask=tok_mask, other=0).to(tl.int64)
+    m = m + offset
+
+    # cos/sin of the BLOCK_S tokens: (BLOCK_S, HALF_PAD), reused by every head below.
+    f = tl.arange(0, HALF_PAD)
+    if TABLE:
+        valid = tok_mask & (m >= 0) & (m < n_rows)
+        row = (b * stride_cos_b + m * stride_cos_s)[:, None] + f[None, :]
+        mask = valid[:, None] & (f < HALF)[None, :]
+        cos = tl.load(cos_ptr + row, mask=mask, other=float("nan")).to(tl.float32)
+        sin = tl.load(sin_ptr + row, mask=mask, other=float("nan")).to(tl.float32)
+    else:
+        inv_freq = tl.load(inv_freq_ptr + f, mask=f < HALF, other=0.0).to(tl.float32)
+        angle = m.to(tl.float32)[:, None] * inv_freq[None, :]
+        cos = tl.cos(angle)
+        sin = tl.sin(angle)
+    if VARLEN:
+        # Padding tokens after the last sequence pass through unchanged.
+        cos = tl.where(in_seq[:, None], cos, 1.0)
+        sin = tl.where(in_seq[:, None], sin, 0.0)
+    cos = (cos * cos_scale)[:, None, :]
+    sin = (sin * sin_scale)[:, None, :]
+
+    _rotate_heads(q_ptr, qo_ptr, b * stride_qb + s * stride_qs, b * stride_qob + s * stride_qos, stride_qh, stride_qoh, tok_mask, cos, sin,
+                  Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+    _rotate_heads(k_ptr, ko_ptr, b * stride_kb + s * stride_ks, b * stride_kob + s * stride_kos, stride_kh, stride_koh, tok_mask, cos, sin,
+                  K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+
+
+# --- the launcher ----------------------------------------------------------------------
+
+BLOCK_SIZE_CACHE: dict = {}
+COMPILED_LAUNCHERS: dict = {}
+
+
+def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, table, heads_outer):
+    """Block sizes and warps for one (heads, head_dim, rotary_dim, dtype, layout, mode,
+    memory order) family; heads_outer: the (batch, heads, seq, head_dim) memory of HF.
+
+    Never from batch or sequence length: a new batch size must reuse the compiled kernel.
+    Tiles of 4096 elements at 4 warps (32 per thread, 16-byte vectors, no spills). A
+    program moves about 16 KB of q and k: one token × all heads of a 32-head model, a
+    block of tokens of a smaller one; when heads are the outer dimension in memory, at
+    least 4 tokens, so each head is read in runs of 1 KB or more. With these sizes the
+    committed H100 run (benchmarks/results/h100/; bf16, 32 + 8 heads, head_dim 128,
+    (batch, seq, heads, head_dim) memory) reaches 0.97× (half) and 0.98× (paper) the
+    speed of q.clone(); k.clone() at B4 S8192 and S16384. HF's (batch, heads, seq,
+    head_dim) memory is slower (0.92-0.96× in tuning runs of benchmarks/gpu_rope_tune.py,
+    not committed). More warps on the same tile spread it thinner: each thread holds fewer
+    heads of a token and recomputes cos/sin more often.
+    """
+    row = 2 * triton.next_power_of_2(rotary_dim // 2)
+    bytes_per_token = (q_heads + k_heads) * head_dim * itemsize
+    block_s = min(64, _prev_power_of_2(max(1, 16384 // bytes_per_token)))
+    if heads_outer:
+        block_s = max(block_s, 4)
+    block_h = max(1, 4096 // (row * block_s))
+    block_hq = min(triton.next_power_of_2(q_heads), block_h)
+    block_hk = min(triton.next_power_of_2(k_heads), block_h)
+    return block_s, block_hq, block_hk, 4
+
+
+def _prev_power_of_2(n):
+    return 1 << (n.bit_length() - 1)
+
+
+class RopeLaunch(NamedTuple):
+    """What one launch rotates by, checked and normalised by :func:`check_arguments`. The field
+    order is the custom ops' argument order (after q and k)."""
+
+    # angles: a table (cos, sin) or inv_freq for angles computed in the kernel
+    cos: Optional[torch.Tensor]
+    sin: Optional[torch.Tensor]
+    # positions: a tensor (offsets or position_ids) or None, plus an int offset
+    positions: Optional[torch.Tensor]
+    inv_freq: Optional[torch.Tensor]
+    cu_seqlens: Optional[torch.Tensor]
+    offset: int
+    attention_factor: float
+    # features
+    layout: str
+    rotary_dim: int
+    # direction: the backward rotates by −φ
+    inverse: bool = False
+
+
+def launch_kernel(q, k, q_out, k_out, launch: RopeLaunch):
+    """Run the kernel: q_out, k_out = rotation of q, k (by −φ when launch.inverse).
+    Arguments are already checked by :func:`check_arguments`; q_out/k_out may be q/k themselves
+    (in place)."""
+    cos, sin, positions, inv_freq, cu_seqlens, offset, attention_factor, layout, rotary_dim, inverse = launch
+    varlen = cu_seqlens is not None
+    q_heads, k_heads, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
+    if varlen:
+        batch, seq_len, n_seqs = 1, q.shape[0], cu_seqlens.shape[0] - 1
+    else:
+        batch, seq_len, n_seqs, cu_seqlens = q.shape[0], q.shape[1], 0, q
+    qs, qos, ks, kos = qkv_strides(q), qkv_strides(q_out), qkv_strides(k), qkv_strides(k_out)
+    stride_qb, stride_qs, stride_qh = qs.batch, qs.seq, qs.heads
+    stride_qob, stride_qos, stride_qoh = qos.batch, qos.seq, qos.heads
+    stride_kb, stride_ks, stride_kh = ks.batch, ks.seq, ks.heads
+    stride_kob, stride_kos, stride_koh = kos.batch, kos.seq, kos.heads
+    if batch * seq_len == 0:
+        return
+
+    paper, table = layout == "paper", cos is not None
+    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size(), paper, table, stride_qh > stride_qs)
+    config = BLOCK_SIZE_CACHE.get(key)
+    if config is None:
+        config = BLOCK_SIZE_CACHE[key] = pick_block_sizes(*key)
+    block_s, block_hq, block_hk, num_warps = config
+
+    if table:
+        cos_scale, sin_scale = 1.0, -1.0 if inverse else 1.0
+        n_rows, stride_cos_s = cos.shape[-2], cos.stride(-2)
+        stride_cos_b = cos.stride(0) if cos.dim() == 3 and cos.shape[0] > 1 else 0
+        inv_freq = q
+    else:
+        cos = sin = inv_freq
+        cos_scale, sin_scale = attention_factor, -attention_factor if inverse else attention_factor
+        n_rows = stride_cos_b = stride_cos_s = 0
+    if positions is None:
+        pos_mode, stride_pos_b, stride_pos_s, positions = 0, 0, 0, q
+    else:
+        pos_mode = positions.dim()
+        stride_pos_b = positions.stride(0) if positions.shape[0] > 1 else 0
+        stride_pos_s = positions.stride(1) if pos_mode == 2 else 0
+
+    strides = (stride_qb, stride_qs, stride_qh, stride_qob, stride_qos, stride_qoh, stride_kb, stride_ks, stride_kh, stride_kob, stride_kos, stride_koh)
+    vector = 16 // q.element_size()
+    if all(x % vector == 0 for x in strides):
+        align, strides = vector, tuple(x // vector for x in strides)
+    else:
+        align = 1
+    half = rotary_dim // 2
+    constexprs = (q_heads, k_heads, head_dim, half, triton.next_power_of_2(half),
+                  triton.next_power_of_2(max(1, head_dim - rotary_dim)), paper, table, pos_mode, varlen,
+                  rotary_dim < head_dim and q_out is not q, align, block_s, block_hq, block_hk)
+    ints = (seq_len, n_rows, offset, n_seqs, *strides, stride_cos_b, stride_cos_s, stride_pos_b, stride_pos_s)
+    pointers = (q, k, q_out, k_out, cos, sin, positions, inv_freq, cu_seqlens)
+    args = (*pointers, seq_len, n_rows, offset, n_seqs, cos_scale, sin_scale, *strides, stride_cos_b, stride_cos_s, stride_pos_b,
+            stride_pos_s, *constexprs)
+    grid = (batch * triton.cdiv(seq_len, block_s), 1, 1)
+
+    # Fast path. Triton's own launcher spends tens of microseconds per call binding and
+    # specialising ~50 arguments. With every integer unspecialised, a compiled kernel
+    # depends only on the constexprs, the pointers' dtypes and 16-byte alignment, and the
+    # integers' width (32 or 64 bit); when all pointers are aligned and all integers fit
+    # in 32 bits, that is fully described by `fast_key`, and the kernel compiled for it is
+    # launched directly. Anything else takes Triton's normal (always correct) path.
+    fast = (not INTERPRETED and all(t.data_ptr() % 16 == 0 for t in pointers)
+            and -2**31 <= min(ints) and max(ints) < 2**31)
+    if fast:
+        fast_key = (constexprs, num_warps, q.device.index, q.dtype, cos.dtype, sin.dtype, positions.dtype,
+                    inv_freq.dtype, cu_seqlens.dtype)
+        compiled = COMPILED_LAUNCHERS.get(fast_key)
+        if compiled is not None:
+            compiled[grid](*args)
+            return
+    compiled = rope_qk_kernel[grid](*args, num_warps=num_warps)
+    if fast:
+        COMPILED_LAUNCHERS[fast_key] = compiled
