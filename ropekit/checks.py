@@ -94,6 +94,38 @@ def check_inv_freq(inv_freq, head_dim: int) -> None:
         )
 
 
+def check_sections(sections, interleaved: bool = False, pairs: int | None = None) -> tuple[int, int, int]:
+    """M-RoPE's pairs per axis (n_t, n_h, n_w): three non-negative integers with a positive sum,
+    equal to ``pairs`` (= len(inv_freq)) when given. Interleaved (Qwen3-VL: pair i follows h
+    when i % 3 == 1 and i < 3·n_h, w when i % 3 == 2 and i < 3·n_w), the cycle must give each
+    axis its count: 3·n_h ≤ total + 1 and 3·n_w ≤ total."""
+    try:
+        ok = len(sections) == 3 and all(is_integer(s) and int(s) >= 0 for s in sections)
+    except TypeError:
+        ok = False
+    if not ok or sum(int(s) for s in sections) == 0:
+        raise ValueError(f"sections must be three non-negative integers (n_t, n_h, n_w) with a positive sum, "
+                         f"got {sections!r}")
+    n_t, n_h, n_w = (int(s) for s in sections)
+    total = n_t + n_h + n_w
+    if pairs is not None and total != pairs:
+        raise ValueError(f"sections must sum to len(inv_freq) = {pairs}, got {list(sections)}")
+    if interleaved and (3 * n_h > total + 1 or 3 * n_w > total):
+        raise ValueError(f"interleaved sections {list(sections)} do not fit: cycling t, h, w over {total} pairs "
+                         f"gives h at most {(total + 1) // 3} and w at most {total // 3} pairs")
+    return n_t, n_h, n_w
+
+
+def check_mrope_positions(positions, batch: int | None = None, seq: int | None = None) -> None:
+    """M-RoPE positions must be an integer ``(3, batch or 1, seq)`` tensor of (t, h, w) ids."""
+    if (not isinstance(positions, torch.Tensor) or positions.dim() != 3 or positions.shape[0] != 3
+            or positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool):
+        raise ValueError(f"positions must be an integer (3, batch, seq) tensor of (t, h, w) ids, "
+                         f"got {describe(positions)}")
+    if batch is not None and (positions.shape[1] not in (1, batch) or positions.shape[2] != seq):
+        raise ValueError(f"positions must have shape (3, {batch} or 1, {seq}), got {tuple(positions.shape)}")
+
+
 def check_window(window) -> int:
     return integer(window, "window", minimum=1, what=" (the ReRoPE window w)")
 

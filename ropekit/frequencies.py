@@ -21,9 +21,9 @@ from typing import Sequence
 
 import torch
 
-from .checks import check_dim
+from .checks import check_dim, is_real
 
-SCALINGS = (None, "linear", "ntk", "dynamic", "yarn", "llama3", "longrope")
+SCALINGS = (None, "linear", "ntk", "dynamic", "yarn", "llama3", "longrope", "proportional")
 
 
 def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None, **params):
@@ -63,6 +63,15 @@ def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None
               attention factor is √(1 + ln(factor)/ln(L_0)) unless given. Needs
               ``short_factor``, ``long_factor``, ``original_max_position_embeddings``;
               optional ``factor`` (1.0), ``seq_len``.
+            * ``"proportional"``: Gemma's proportional RoPE (transformers 5's
+              ``rope_type="proportional"``) and p-RoPE (Barbero et al. 2024, "Round and
+              Round We Go!", §6): only the fastest fraction p = ``partial_rotary_factor``
+              of the pairs rotate, with the exponents of the *whole* head, θ_i = b^(-2i/d)
+              for i < ⌊p·d/2⌋, and the slowest pairs get θ_i = 0 (they never turn, so they
+              carry meaning, not position). ``dim`` is the head_dim, and inv_freq keeps all
+              d/2 entries. NeoX partial rotary (``rotary_dim``) instead recomputes the
+              exponents over the rotated features, b^(-2i/r). Optional ``factor`` (1.0)
+              divides every θ_i. Lesson 08 compares the two.
 
     Returns:
         ``(inv_freq, attention_factor)``: inv_freq float32 of shape ``(dim // 2,)``;
@@ -232,6 +241,20 @@ def _longrope(dim, base, exponents, p):
     return 1.0 / (ext * base**exponents), attention_factor
 
 
+def _proportional(dim, base, exponents, p):
+    fraction = p.get("partial_rotary_factor")
+    if fraction is None:
+        raise TypeError("rope_frequencies(scaling='proportional') needs the parameter 'partial_rotary_factor'")
+    if not is_real(fraction) or not 0 <= float(fraction) <= 1:
+        raise ValueError(f"partial_rotary_factor must be a number in [0, 1], got {fraction!r}")
+    fraction = float(fraction)
+    factor = _factor(p) if p.get("factor") is not None else 1.0
+    rotated = int(fraction * dim // 2)  # the same rounding as transformers
+    inv_freq = base**-exponents
+    inv_freq[rotated:] = 0.0  # the slowest pairs stay still
+    return inv_freq / factor, 1.0
+
+
 _SCHEDULES = {
     None: _plain,
     "linear": _linear,
@@ -240,6 +263,7 @@ _SCHEDULES = {
     "yarn": _yarn,
     "llama3": _llama3,
     "longrope": _longrope,
+    "proportional": _proportional,
 }
 _PARAMS = {
     None: (),
@@ -255,6 +279,7 @@ _PARAMS = {
         "short_factor", "long_factor", "original_max_position_embeddings", "seq_len",
         "factor", "attention_factor",
     ),
+    "proportional": ("partial_rotary_factor", "factor"),
 }
 
 

@@ -408,6 +408,13 @@ def test_every_public_name_of_the_former_module_still_works():
         "interactive_frequency_spectrum": "interactive",
         "interactive_relative_positions": "interactive",
         "interactive_rotation_2d": "interactive",
+        # added with the package: lesson 08's pictures
+        "plot_grid_scores": "multiaxis",
+        "plot_mrope_position_ids": "multiaxis",
+        "plot_mrope_pair_axes": "multiaxis",
+        "plot_pair_scores": "multiaxis",
+        "plot_irope_temperature": "multiaxis",
+        "plot_cache_bytes": "multiaxis",
     }
     assert set(viz.__all__) == set(family) | {"frequency_schedules"}
     for name, module in family.items():

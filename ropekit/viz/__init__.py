@@ -26,6 +26,9 @@ The package is cut by picture family, and every name below is also reachable as
   ``plot_attention_logits`` (lessons 03, 04);
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
+* :mod:`ropekit.viz.multiaxis`: ``plot_grid_scores``, ``plot_mrope_position_ids``,
+  ``plot_mrope_pair_axes``, ``plot_pair_scores``, ``plot_irope_temperature``,
+  ``plot_cache_bytes`` (lesson 08: images, video, p-RoPE, iRoPE, MLA);
 * :mod:`ropekit.viz.style`: the shared look (palette, font sizes, colour maps);
 * :mod:`ropekit.viz.common`: panel and cell helpers the modules share.
 
@@ -43,6 +46,14 @@ from .interactive import (
     interactive_relative_positions,
     interactive_rotation_2d,
 )
+from .multiaxis import (
+    plot_cache_bytes,
+    plot_grid_scores,
+    plot_irope_temperature,
+    plot_mrope_pair_axes,
+    plot_mrope_position_ids,
+    plot_pair_scores,
+)
 from .rotation import plot_rotation_2d, plot_rotation_matrix
 from .spectrum import plot_frequency_spectrum
 
@@ -58,4 +69,10 @@ __all__ = [
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
     "interactive_rotation_2d",
+    "plot_grid_scores",
+    "plot_mrope_position_ids",
+    "plot_mrope_pair_axes",
+    "plot_pair_scores",
+    "plot_irope_temperature",
+    "plot_cache_bytes",
 ]
