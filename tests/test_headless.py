@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = ROOT / "lessons"
 WIDGET_LESSONS = ["01_rotation_in_2d", "03_relative_positions", "04_context_extension"]
-LESSON_LIMIT_S = 300  # one lesson takes well under a minute on 2 cores; a hang never ends
+LESSON_LIMIT_S = 300  # a widget lesson took 8-55 s per run on 2 busy cores; a hang never ends
 SMALL_LIMIT_S = 120
 
 
