@@ -20,6 +20,7 @@ import numbers
 import torch
 
 LAYOUTS = ("paper", "half")
+ANGLES = ("float32", "exact")  # how the angle m·θ_i is formed (ropekit.exact_angles, lesson 09)
 QKV_ORDER = "(batch, seq, heads, head_dim)"
 
 
@@ -75,6 +76,12 @@ def check_layout(layout, name: str = "layout") -> str:
     if layout not in LAYOUTS:
         raise ValueError(f"{name} must be 'paper' or 'half', got {layout!r}")
     return layout
+
+
+def check_angles(angles) -> str:
+    if angles not in ANGLES:
+        raise ValueError(f"angles must be 'float32' or 'exact', got {angles!r}")
+    return angles
 
 
 def check_dim(dim, name: str = "dim") -> int:
@@ -198,7 +205,8 @@ def check_qkv(q, k, v, same_length: bool = True) -> None:
 INT_DTYPES = (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8)
 
 
-def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens):
+def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens,
+                  angles="float32"):
     """The checks shared by ``ropekit.kernels.apply_rope_qk`` and its twin
     ``ropekit.reference.apply_rope_qk`` (see either for the arguments).
 
@@ -234,14 +242,21 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
     if inplace and q is k:
         raise ValueError("inplace=True needs q and k to be different tensors")
 
+    check_angles(angles)
     if cos is not None or sin is not None:
+        if angles == "exact":
+            raise ValueError("angles='exact' computes the angles from inv_freq; a cos/sin table already holds "
+                             "its own (make it with rope_cos_sin(..., angles='exact'))")
         half = _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor)
     else:
         if not isinstance(inv_freq, torch.Tensor):
             raise ValueError("pass either cos and sin (a table) or inv_freq (angles computed from the positions)")
-        if inv_freq.dim() != 1 or not inv_freq.is_floating_point() or inv_freq.device != q.device:
-            raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {q.device}, "
-                             f"got {describe(inv_freq)} on {inv_freq.device}")
+        # exact angles also take the int64 fixed-point turns of ropekit.fixed_point_turns
+        turns = angles == "exact" and inv_freq.dtype == torch.int64
+        if inv_freq.dim() != 1 or not (inv_freq.is_floating_point() or turns) or inv_freq.device != q.device:
+            raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {q.device} (or, "
+                             f"with angles='exact', int64 fixed_point_turns), got {describe(inv_freq)} on "
+                             f"{inv_freq.device}")
         if inv_freq.requires_grad and torch.is_grad_enabled():
             raise ValueError("apply_rope_qk gives no gradient for inv_freq: pass inv_freq.detach()")
         attention_factor = real(attention_factor, "attention_factor")

@@ -25,6 +25,8 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.attention`: ``plot_relative_positions``, ``plot_long_term_decay``,
   ``plot_attention_logits`` (lessons 03, 04);
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
+* :mod:`ropekit.viz.precision`: ``plot_cos_sin_error``, ``plot_rotation_error``,
+  ``plot_logit_drift`` (lesson 09);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
 * :mod:`ropekit.viz.multiaxis`: ``plot_grid_scores``, ``plot_mrope_position_ids``,
   ``plot_mrope_pair_axes``, ``plot_pair_scores``, ``plot_irope_temperature``,
@@ -54,6 +56,7 @@ from .multiaxis import (
     plot_mrope_position_ids,
     plot_pair_scores,
 )
+from .precision import plot_cos_sin_error, plot_logit_drift, plot_rotation_error
 from .rotation import plot_rotation_2d, plot_rotation_matrix
 from .spectrum import plot_frequency_spectrum
 
@@ -66,6 +69,9 @@ __all__ = [
     "plot_long_term_decay",
     "plot_attention_logits",
     "plot_benchmark",
+    "plot_cos_sin_error",
+    "plot_rotation_error",
+    "plot_logit_drift",
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
     "interactive_rotation_2d",
