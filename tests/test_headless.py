@@ -22,6 +22,7 @@ LESSONS = ROOT / "lessons"
 WIDGET_LESSONS = ["01_rotation_in_2d", "03_relative_positions", "04_context_extension"]
 LESSON_LIMIT_S = 300  # a widget lesson took 8-55 s per run on 2 busy cores; a hang never ends
 SMALL_LIMIT_S = 120
+RUNS_PER_TOOL = 5  # each starts a fresh kernel: ~20 s a run on 2 busy cores
 
 
 def headless_env():
@@ -86,7 +87,7 @@ def slider_notebook(tmp_path_factory):
 
 @pytest.mark.parametrize("tool", ["nbconvert", "papermill"])
 def test_a_slider_notebook_executes_headless_five_times_in_a_row_with_each_tool(slider_notebook, tool):
-    for run in range(5):
+    for run in range(RUNS_PER_TOOL):
         out = slider_notebook.with_name(f"run{run}.{tool}.ipynb")
         printed = execute(tool, slider_notebook, out, SMALL_LIMIT_S).cells[-1].outputs
         assert [o.get("text") for o in printed] == ["after the slider\n"], f"run {run}"
