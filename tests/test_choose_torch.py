@@ -37,9 +37,11 @@ def local_index(tmp_path):
     """A PEP 503 'simple' index with a torch page, served over HTTP on 127.0.0.1."""
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "index.html").write_text('<a href="torch-2.13.0+cpu-cp311.whl">torch</a>\n')
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
