@@ -472,6 +472,12 @@ def test_every_public_name_of_the_former_module_still_works():
         "plot_pair_scores": "multiaxis",
         "plot_irope_temperature": "multiaxis",
         "plot_cache_bytes": "multiaxis",
+        # lesson 06's pictures of a trained model
+        "plot_loss_curves": "model",
+        "plot_window_ablation": "model",
+        "plot_passkey_heatmap": "model",
+        "plot_attention_entropy": "model",
+        "plot_measured_decay": "model",
     }
     assert set(viz.__all__) == set(family) | {"frequency_schedules"}
     for name, module in family.items():
