@@ -295,7 +295,7 @@ def test_hf_export_gives_transformers_the_same_logits(tmp_path, layout):
     transformers = pytest.importorskip("transformers")
     model = tiny(layout=layout).float()
     export_hf(model, tmp_path)
-    hf = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path), torch_dtype=torch.float32).eval()
+    hf = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path), dtype=torch.float32).eval()
     x = tokens(seq=40)
     with torch.no_grad():
         torch.testing.assert_close(hf(x).logits, model(x), rtol=1e-5, atol=1e-5)

@@ -10,6 +10,8 @@
 * :class:`KVCache` (``ropekit.kv_cache``, defaults in ``cache.py``): what a decoder stores for each scheme.
 * ``harness.py``: prefill + decode against the full forward, for any scheme (lesson 07).
 * :func:`save`, :func:`load`, :func:`export_hf`, :func:`load_hf` (``io.py``).
+* ``ropekit.model.probes`` (attention entropy, measured long-term decay) and
+  ``ropekit.model.costs`` (FLOPs and bytes per operator per token): lesson 06's measurements.
 
 docs/model.md describes the API; ``python -m ropekit.train`` trains it.
 """

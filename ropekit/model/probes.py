@@ -31,8 +31,9 @@ def _rotated_qk(model, layer_capture, scheme, seq):
     q = layer_capture["q"].double()
     if pos.log_n is not None:
         q = q * log_n_scale(positions, pos.train_length, clamp=pos.log_n == "test")[:, None, None]
-    q = rotate(q, positions, pos.inv_freq.double(), pos.layout, pos.attention_factor)
-    k = rotate(layer_capture["k"].double(), positions, pos.inv_freq.double(), pos.layout, pos.attention_factor)
+    inv_freq = pos.inv_freq.double()
+    q = rotate(q, positions, inv_freq, pos.layout, pos.attention_factor)
+    k = rotate(layer_capture["k"].double(), positions, inv_freq, pos.layout, pos.attention_factor)
     return q, k
 
 
@@ -58,7 +59,9 @@ def attention_entropy(model, tokens, scheme=None):
     """
     scheme = as_scheme(scheme)
     if scheme.is_rerope or scheme.depends_on_length:
-        raise ValueError(f"scheme must rotate q and k once per position (not ReRoPE or dynamic NTK), got {scheme.name!r}")
+        raise ValueError(
+            f"scheme must rotate q and k once per position (not ReRoPE or dynamic NTK), got {scheme.name!r}"
+        )
     seq = tokens.shape[1]
     out = []
     for layer in _captured(model, tokens, scheme):
@@ -96,7 +99,8 @@ def measured_decay(model, tokens, max_distance: int, layer: int = 0):
     q, k = capture[layer]["q"].double(), capture[layer]["k"].double()
     k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
     c = model.config
-    inv_freq = as_scheme(None).frequencies(c.rotary_dim, c.rope_base, c.train_length, tokens.shape[1])[0].double()
+    inv_freq, _ = as_scheme(None).frequencies(c.rotary_dim, c.rope_base, c.train_length, tokens.shape[1])
+    inv_freq = inv_freq.double()
     values = []
     for r in range(max_distance):
         shifted = rotate(q, torch.full((q.shape[1],), r), inv_freq, c.layout)

@@ -18,7 +18,9 @@ __all__ = ["plot_loss_curves", "plot_window_ablation", "plot_passkey_heatmap", "
 
 def _curves(curves, name):
     if not isinstance(curves, dict) or not curves:
-        raise ValueError(f"{name} must be a non-empty dict of label -> sequence of numbers, got {describe(curves)}")
+        raise ValueError(
+            f"{name} must be a non-empty dict of label -> sequence of numbers, got {describe(curves)}"
+        )
     return {label: np.asarray(values, dtype=float) for label, values in curves.items()}
 
 
@@ -27,7 +29,9 @@ def _bin_centres(count, bin_size, train_length):
 
 
 @styled
-def plot_loss_curves(curves: dict, bin_size: int, train_length: int, *, title="per-position loss", ylim=None, ax=None):
+def plot_loss_curves(
+    curves: dict, bin_size: int, train_length: int, *, title="per-position loss", ylim=None, ax=None
+):
     """Mean next-token loss against position, one line per scheme.
 
     Args:
@@ -78,7 +82,8 @@ def plot_window_ablation(windows, accuracy: dict, train_length: int, *, ax=None)
         if np.ndim(values) == 0:
             ax.axhline(float(values), color=PALETTE[i % len(PALETTE)], lw=1.4, linestyle="--", label=label)
         else:
-            ax.plot(x, np.asarray(values, dtype=float), marker="o", color=PALETTE[i % len(PALETTE)], label=label)
+            colour = PALETTE[i % len(PALETTE)]
+            ax.plot(x, np.asarray(values, dtype=float), marker="o", color=colour, label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(x, [f"L/{train_length / w:g}" if w < train_length else "L" for w in np.asarray(windows)])
     ax.set_xlabel("ReRoPE window w")
@@ -136,7 +141,8 @@ def plot_attention_entropy(curves: dict, bin_size: int, train_length: int, *, ax
     for layer, ax in enumerate(panels):
         for i, (label, per_layer) in enumerate(curves.items()):
             values = np.asarray(per_layer[layer], dtype=float)
-            ax.plot(_bin_centres(len(values), bin_size, train_length), values, color=PALETTE[i + 1], label=label)
+            x = _bin_centres(len(values), bin_size, train_length)
+            ax.plot(x, values, color=PALETTE[i + 1], label=label)
         x = _bin_centres(len(values), bin_size, train_length)
         ax.plot(x, np.log(x * train_length), color="0.5", linestyle=":", label="log n (uniform)")
         ax.axvline(1.0, color=ACCENT, lw=1.2, linestyle="--")
