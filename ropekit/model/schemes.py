@@ -103,6 +103,8 @@ class PositionScheme:
             raise ValueError(f"options['sinks'] must be a non-negative integer (S sink tokens), got {sinks!r}")
         if not isinstance(self.log_n, bool):
             raise ValueError(f"log_n must be True or False, got {self.log_n!r}")
+        if self.log_n and self.name == "sinks":
+            raise ValueError("log_n is not supported with scheme 'sinks' (its cache numbers tokens by slot, not position)")
         if self.base is not None and (
             isinstance(self.base, bool) or not isinstance(self.base, (int, float)) or not self.base > 1
         ):
