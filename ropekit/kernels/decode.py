@@ -27,6 +27,8 @@ nothing measurable next to the launch.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
@@ -140,6 +142,16 @@ def rope_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache=No
     for name, t in (("positions", positions), ("inv_freq", inv_freq), ("block_table", block_table)):
         if t is not None and t.device != q.device:
             raise ValueError(f"{name} must be on q's device {q.device}, got {t.device}")
+    if torch.compiler.is_compiling():
+        return torch.ops.ropekit.rope_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache,
+                                                    unrotated_k_cache, layout, block_table)
+    return launch_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache, unrotated_k_cache, layout,
+                                block_table)
+
+
+def launch_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache, unrotated_k_cache, layout,
+                         block_table):
+    """Launch the kernel on checked inputs (one launch; returns the rotated q)."""
     batch, new, heads, head_dim = q.shape
     kv_heads, v_dim = k.shape[2], v.shape[3]
     group = heads // kv_heads
@@ -161,3 +173,19 @@ def rope_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache=No
         num_warps=1 if head_dim * group <= 1024 else 4,
     )
     return out
+
+
+# torch.compile sees one custom op that mutates the caches, so the step stays in one graph
+# (and in one CUDA graph under mode="reduce-overhead").
+@torch.library.custom_op("ropekit::rope_decode_append", mutates_args=("v_cache", "rotated_k_cache", "unrotated_k_cache"))
+def _decode_append_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v_cache: torch.Tensor,
+                      positions: torch.Tensor, inv_freq: torch.Tensor, rotated_k_cache: Optional[torch.Tensor],
+                      unrotated_k_cache: Optional[torch.Tensor], layout: str,
+                      block_table: Optional[torch.Tensor]) -> torch.Tensor:
+    return launch_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache, unrotated_k_cache, layout,
+                                block_table)
+
+
+@_decode_append_op.register_fake
+def _(q, k, v, v_cache, positions, inv_freq, rotated_k_cache, unrotated_k_cache, layout, block_table):
+    return q.new_empty(q.shape)

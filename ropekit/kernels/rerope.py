@@ -56,6 +56,7 @@ classification; lesson 05).
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import triton
@@ -348,26 +349,54 @@ def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, l
         return out
 
 
-class _ReRoPEAttention(torch.autograd.Function):
-    """Forward saves each row's logsumexp (O(seq) floats); backward recomputes P from it
-    (:mod:`ropekit.kernels.rerope_backward`)."""
+# --- autograd and torch.compile: one custom op, its fake and its backward ---------------
 
-    @staticmethod
-    def forward(ctx, q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout):
-        batch, seq, heads, _ = q.shape
-        tables = angle_tables(seq, inv_freq, window, leaky_factor, q.device)
-        lse = torch.empty(batch * heads, seq, dtype=torch.float32, device=q.device)
-        out = launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout,
-                            tables=tables, lse=lse)
-        ctx.save_for_backward(q, k, v, out, lse, *tables)
-        ctx.options = (window, leaky_factor, log_n_train_length, layout)
-        return out
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        q, k, v, out, lse, *tables = ctx.saved_tensors
-        dq, dk, dv = launch_rerope_backward(q, k, v, out, lse, grad_out, tables, *ctx.options)
-        return dq, dk, dv, None, None, None, None, None
+@torch.library.custom_op("ropekit::rerope_attention", mutates_args=())
+def _rerope_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, window: int,
+               leaky_factor: Optional[float], log_n_train_length: Optional[float], layout: str
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, lse): the forward also keeps each row's logsumexp (O(seq) floats), from which
+    the backward (:mod:`ropekit.kernels.rerope_backward`) recomputes P block by block."""
+    lse = torch.empty(q.shape[0] * q.shape[2], q.shape[1], dtype=torch.float32, device=q.device)
+    out = launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, lse=lse)
+    return out, lse
+
+
+@_rerope_op.register_fake
+def _(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout):
+    return torch.empty_like(q), q.new_empty(q.shape[0] * q.shape[2], q.shape[1], dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, inv_freq, *options = inputs
+    ctx.save_for_backward(q, k, v, inv_freq, *output)
+    ctx.options = options
+
+
+@torch.library.custom_op("ropekit::rerope_attention_backward", mutates_args=())
+def _rerope_backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                        grad_out: torch.Tensor, inv_freq: torch.Tensor, window: int, leaky_factor: Optional[float],
+                        log_n_train_length: Optional[float], layout: str
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    tables = angle_tables(q.shape[1], inv_freq, window, leaky_factor, q.device)
+    return launch_rerope_backward(q, k, v, out, lse, grad_out, tables, window, leaky_factor, log_n_train_length,
+                                  layout)
+
+
+@_rerope_backward_op.register_fake
+def _(q, k, v, out, lse, grad_out, inv_freq, window, leaky_factor, log_n_train_length, layout):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _backward(ctx, grad_out, _grad_lse):
+    q, k, v, inv_freq, out, lse = ctx.saved_tensors
+    dq, dk, dv = torch.ops.ropekit.rerope_attention_backward(q, k, v, out, lse, grad_out.contiguous(), inv_freq,
+                                                            *ctx.options)
+    return dq, dk, dv, None, None, None, None, None
+
+
+_rerope_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, log_n_train_length=None,
@@ -403,6 +432,8 @@ def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, 
     (:mod:`ropekit.kernels.rerope_backward`); k's and v's are summed over each GQA group.
     """
     _check_inputs(q, k, v, inv_freq, window, leaky_factor, causal, log_n_train_length, layout)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        return _ReRoPEAttention.apply(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))):
+        leaky_factor = None if leaky_factor is None else float(leaky_factor)
+        log_n = None if log_n_train_length is None else float(log_n_train_length)
+        return torch.ops.ropekit.rerope_attention(q, k, v, inv_freq, int(window), leaky_factor, log_n, layout)[0]
     return launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
