@@ -76,7 +76,8 @@ def make_call(mode, layout, q, k, offset, seq):
     if mode == "copy":
         return lambda: (q.clone(), k.clone())
     if mode.endswith("@table_blocks"):
-        return with_table_block_sizes(make_call(mode.split("@")[0], layout, q, k, offset, seq), layout, q)
+        angles = mode.split("@")[0]
+        return with_table_block_sizes(make_call(angles, layout, q, k, offset, seq), layout, q, angles)
     inv_freq64, _ = rope_frequencies(HEAD_DIM, dtype=torch.float64)
     if mode == "table":
         cos, sin = rope_cos_sin(torch.arange(offset, offset + seq, device=q.device), inv_freq64.float().to(q.device))
@@ -89,11 +90,11 @@ def make_call(mode, layout, q, k, offset, seq):
     return lambda: apply_rope_qk(q, k, layout=layout, positions=offset, inv_freq=turns, angles="exact")
 
 
-def with_table_block_sizes(fn, layout, q):
-    """fn run with the block sizes the launcher picks for a cos/sin table."""
+def with_table_block_sizes(fn, layout, q, angles):
+    """fn (angles "float32" or "exact") run with the block sizes the launcher picks for a cos/sin table."""
     heads_outer = q.stride(2) > q.stride(1)
-    key = (Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, q.element_size(), layout == "paper", False, heads_outer)
-    table_sizes = rope_triton.pick_block_sizes(*key[:6], True, heads_outer)
+    key = (Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, q.element_size(), layout == "paper", angles, heads_outer)
+    table_sizes = rope_triton.pick_block_sizes(*key[:6], "table", heads_outer)
 
     def call():
         own = rope_triton.BLOCK_SIZE_CACHE.get(key)

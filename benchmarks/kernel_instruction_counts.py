@@ -77,8 +77,8 @@ def main():
              f"{'layout':6} {'mode':8} {'block sizes':22} {'(BLOCK_S, HQ, HK, warps)':>25} "
              f"{'instructions':>12} {'per token':>9} {'registers':>9}"]
     for paper in (False, True):
-        table_sizes = rope_triton.pick_block_sizes(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, paper, True, False)
-        own_sizes = rope_triton.pick_block_sizes(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, paper, False, False)
+        table_sizes = rope_triton.pick_block_sizes(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, paper, "table", False)
+        own_sizes = rope_triton.pick_block_sizes(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, paper, "float32", False)
         variants = [("table", True, False, "launcher's", table_sizes)]
         for mode, exact in (("float32", False), ("exact", True)):
             variants += [(mode, False, exact, "launcher's", own_sizes), (mode, False, exact, "table's", table_sizes)]

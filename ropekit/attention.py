@@ -230,11 +230,26 @@ def rerope_attention(
     return attend(torch.where(inside, a1, a2), v, causal)
 
 
-def log_n_scale(positions, train_length):
-    """max(1, log_L n) for token number n = position + 1 (float64, shape of positions):
-    the log-n query scale of the ReRoPE post (lesson 04)."""
+def log_n_scale(positions, train_length, clamp=True):
+    """The log-n factor that multiplies the query of token number n = position + 1.
+
+        clamp=True:  max(1, log_L n)   (Su, "ReRoPE" post, kexue.fm/archives/9708: added at
+                                        test time to a model trained without it; queries
+                                        within the first L tokens are unchanged)
+        clamp=False: log_L n           (Su, "entropy invariance", kexue.fm/archives/8823: the
+                                        form a model is trained with; below 1 inside L)
+
+    Args:
+        positions: 0-based positions of any shape (integer or real tensor).
+        train_length: L, the training length (an integer >= 2).
+
+    Returns:
+        float64 tensor of positions' shape. :func:`rerope_attention` applies the clamped
+        form itself (``log_n_train_length``); ``ropekit.model`` uses both. Lesson 04.
+    """
     n = positions.to(torch.float64) + 1
-    return (n.log() / math.log(train_length)).clamp(min=1.0)
+    scale = n.log() / math.log(train_length)
+    return scale.clamp(min=1.0) if clamp else scale
 
 
 # --- the pieces every attention function is made of (also used by ropekit.decode) -----

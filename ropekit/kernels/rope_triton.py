@@ -168,9 +168,10 @@ BLOCK_SIZE_CACHE: dict = {}
 COMPILED_LAUNCHERS: dict = {}
 
 
-def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, table, heads_outer):
-    """Block sizes and warps for one (heads, head_dim, rotary_dim, dtype, layout, mode,
-    memory order) family; heads_outer: the (batch, heads, seq, head_dim) memory of HF.
+def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, angles, heads_outer):
+    """Block sizes and warps for one (heads, head_dim, rotary_dim, dtype, layout, angles,
+    memory order) family; angles: "table", "float32" or "exact" (where cos/sin come from);
+    heads_outer: the (batch, heads, seq, head_dim) memory of HF.
 
     Never from batch or sequence length: a new batch size must reuse the compiled kernel.
     Tiles of 4096 elements at 4 warps (32 per thread, 16-byte vectors, no spills). A
@@ -182,11 +183,17 @@ def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, ta
     speed of q.clone(); k.clone() at B4 S8192 and S16384. HF's (batch, heads, seq,
     head_dim) memory is slower (0.92-0.96× in tuning runs of benchmarks/gpu_rope_tune.py,
     not committed). More warps on the same tile spread it thinner: each thread holds fewer
-    heads of a token and recomputes cos/sin more often. When the kernel computes cos/sin
-    itself (no table), the sizes are different: see _computed_angle_block_sizes.
+    heads of a token and recomputes cos/sin more often.
+
+    Angles computed in the kernel. The committed H200 run (benchmarks/results/h200-angles/,
+    bf16, 32 + 8 heads, head_dim 128, 640 and 1280 MB of q and k) timed both candidate sizes:
+    exact angles are fastest with these table sizes (0.98-0.99× copy in the half layout,
+    1.00× in the paper layout; 0.94-0.97× with _computed_angle_block_sizes); float32 angles
+    in the half layout are fastest with _computed_angle_block_sizes (0.93× against 0.84×),
+    in the paper layout with the table sizes (0.99× against 0.96×).
     """
     row = 2 * triton.next_power_of_2(rotary_dim // 2)
-    if not table:
+    if angles == "float32" and not paper:
         return _computed_angle_block_sizes(q_heads, k_heads, row)
     bytes_per_token = (q_heads + k_heads) * head_dim * itemsize
     block_s = min(64, _prev_power_of_2(max(1, 16384 // bytes_per_token)))
@@ -199,7 +206,7 @@ def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, ta
 
 
 def _computed_angle_block_sizes(q_heads, k_heads, row):
-    """Block sizes when the kernel computes cos/sin itself (inv_freq, float32 or exact).
+    """Block sizes for float32 angles computed in the kernel, half layout (see pick_block_sizes).
 
     Why the table's sizes are wrong here. cos/sin live in registers laid out like the tile
     that uses them, and each thread computes the entries of the columns it holds. With the
@@ -218,8 +225,9 @@ def _computed_angle_block_sizes(q_heads, k_heads, row):
     instructions per token for float32 angles and 253 for exact ones with triton 3.6 (709
     and 252 with 3.9), at or below the table's 432. Counts from
     benchmarks/kernel_instruction_counts.py, committed in
-    benchmarks/results/sm90-instruction-counts/. Instruction counts are not speed:
-    benchmarks/gpu_exact_angles_bench.py measures that, before and after this choice.
+    benchmarks/results/sm90-instruction-counts/. Instruction counts are not speed: the H200
+    run measured that these sizes help float32 angles in the half layout (0.84× -> 0.93× of
+    a copy) but not exact angles, whose cheaper arithmetic runs best with the table's sizes.
     """
     block_h = min(4, triton.next_power_of_2(min(q_heads, k_heads)))
     block_s = min(64, max(1, 4096 // (row * block_h)))
@@ -272,7 +280,8 @@ def launch_kernel(q, k, q_out, k_out, launch: RopeLaunch):
 
     paper, table = layout == "paper", cos is not None
     exact = not table and inv_freq.dtype == torch.int64  # fixed-point turns: exact angles
-    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size(), paper, table, stride_qh > stride_qs)
+    angles = "table" if table else "exact" if exact else "float32"
+    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size(), paper, angles, stride_qh > stride_qs)
     config = BLOCK_SIZE_CACHE.get(key)
     if config is None:
         config = BLOCK_SIZE_CACHE[key] = pick_block_sizes(*key)
