@@ -299,11 +299,9 @@ def angle_tables(seq, inv_freq, window, leaky_factor, device):
     return cos, sin, cos_q2.contiguous(), sin_q2.contiguous(), cos_k2, sin_k2
 
 
-def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, config=None, tables=None,
-                  lse=None):
+def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, config=None, lse=None):
     """Launch the kernel on checked inputs. ``config`` = (BLOCK_M, BLOCK_N, num_warps,
     num_stages) overrides the tuned choice (benchmarks/gpu_rerope_tune.py sweeps it).
-    ``tables``: the angle tables of :func:`angle_tables`, if the caller already made them;
     ``lse``: a ``(batch · heads, seq)`` float32 tensor that receives each row's base-2
     logsumexp (for the backward).
 
@@ -315,8 +313,7 @@ def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, l
     interpret = INTERPRETED
     leaky, paper = leaky_factor is not None, layout == "paper"
     block_m, block_n, num_warps, num_stages = config or block_sizes(head_dim, q.dtype, leaky, paper, interpret)
-    tables = tables or angle_tables(seq, inv_freq, window, leaky_factor, q.device)
-    cos, sin, cos_q2, sin_q2, cos_k2, sin_k2 = tables
+    cos, sin, cos_q2, sin_q2, cos_k2, sin_k2 = angle_tables(seq, inv_freq, window, leaky_factor, q.device)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     log_n = log_n_train_length is not None
     grid = (triton.cdiv(seq, block_m), batch * heads)
