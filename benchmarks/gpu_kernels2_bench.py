@@ -203,7 +203,8 @@ def write_readme(out, meta, rerope_rows, decode_rows):
     text = f"""# ReRoPE forward + backward and the fused decode write on {meta['device']}, {meta['date'][:10]}
 
 - **Device**: {meta['device']}
-- **Software**: Python {meta['python']}, torch {meta['torch']} (CUDA {meta['cuda']}), triton {meta['triton']}, ropekit {meta['ropekit']}
+- **Software**: Python {meta['python']}, torch {meta['torch']} (CUDA {meta['cuda']}), triton {meta['triton']},
+  ropekit {meta['ropekit']}
 - **Date**: {meta['date']}
 - **Command** (repository root): `{meta['command']}`
 
@@ -217,7 +218,7 @@ time for the same pass; `extra_mb` = peak memory a call allocates beyond its inp
 
 {markdown_table(rerope_rows, ['seq', 'provider', 'pass_', 'gpu_us', 'spread', 'speed_vs_sdpa', 'extra_mb'])}
 
-## (b) Decode write, {meta['decode_heads']} query / {meta['decode_kv_heads']} kv heads, head_dim 128, bf16, one token per sequence
+## (b) Decode write, {meta['decode_heads']} query / {meta['decode_kv_heads']} kv heads, head_dim 128, bf16, 1 new token
 
 `gpu_us`: per call, from {GRAPH_CALLS} calls in one replayed CUDA graph. `host_us`: wall clock per eager call.
 `fused_speedup_*` = unfused / fused. `fraction_of_copy` = a copy of `bytes` / this call (GPU time).
@@ -248,8 +249,10 @@ def main(argv=None):
     meta = dict(
         device=torch.cuda.get_device_name() if DEVICE == "cuda" else f"CPU ({platform.processor() or 'unknown'})",
         python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda, triton=triton.__version__,
-        ropekit=getattr(ropekit, "__version__", "unknown"), date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        command="python " + shlex.join(["benchmarks/gpu_kernels2_bench.py", *(argv if argv is not None else sys.argv[1:])]),
+        ropekit=getattr(ropekit, "__version__", "unknown"),
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        command="python " + shlex.join(["benchmarks/gpu_kernels2_bench.py",
+                                        *(argv if argv is not None else sys.argv[1:])]),
         reps=reps, rounds=rounds, window=window, heads=heads, decode_heads=decode_heads[0],
         decode_kv_heads=decode_heads[1], smoke=args.smoke)
     rerope_rows = run_rerope(seqs, heads, 128 if not args.smoke else 32, window, reps, rounds, DEVICE)

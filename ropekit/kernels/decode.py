@@ -177,7 +177,8 @@ def launch_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache,
 
 # torch.compile sees one custom op that mutates the caches, so the step stays in one graph
 # (and in one CUDA graph under mode="reduce-overhead").
-@torch.library.custom_op("ropekit::rope_decode_append", mutates_args=("v_cache", "rotated_k_cache", "unrotated_k_cache"))
+@torch.library.custom_op("ropekit::rope_decode_append",
+                         mutates_args=("v_cache", "rotated_k_cache", "unrotated_k_cache"))
 def _decode_append_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v_cache: torch.Tensor,
                       positions: torch.Tensor, inv_freq: torch.Tensor, rotated_k_cache: Optional[torch.Tensor],
                       unrotated_k_cache: Optional[torch.Tensor], layout: str,
