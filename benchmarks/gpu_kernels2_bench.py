@@ -211,14 +211,14 @@ def write_readme(out, meta, rerope_rows, decode_rows):
 What each column means: the docstring of `benchmarks/gpu_kernels2_bench.py`. Rounds: {meta['rounds']};
 `spread` = (max − min) / median over the rounds.
 
-## (a) ReRoPE attention (window {meta['window']}) against SDPA, B1, {meta['heads']} heads, head_dim 128, bf16, causal
+## (a) ReRoPE (w = {meta['window']}) vs SDPA, B1, {meta['heads']} heads, d {meta['head_dim']}, bf16, causal
 
 GPU time (CUDA events after an L2 flush, median of {meta['reps']}); `speed_vs_sdpa` = SDPA's time / this
 time for the same pass; `extra_mb` = peak memory a call allocates beyond its inputs (MiB).
 
 {markdown_table(rerope_rows, ['seq', 'provider', 'pass_', 'gpu_us', 'spread', 'speed_vs_sdpa', 'extra_mb'])}
 
-## (b) Decode write, {meta['decode_heads']} query / {meta['decode_kv_heads']} kv heads, head_dim 128, bf16, 1 new token
+## (b) Decode write, {meta['decode_heads']} / {meta['decode_kv_heads']} heads, d {meta['head_dim']}, bf16, 1 new token
 
 `gpu_us`: per call, from {GRAPH_CALLS} calls in one replayed CUDA graph. `host_us`: wall clock per eager call.
 `fused_speedup_*` = unfused / fused. `fraction_of_copy` = a copy of `bytes` / this call (GPU time).
@@ -253,7 +253,8 @@ def main(argv=None):
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command="python " + shlex.join(["benchmarks/gpu_kernels2_bench.py",
                                         *(argv if argv is not None else sys.argv[1:])]),
-        reps=reps, rounds=rounds, window=window, heads=heads, decode_heads=decode_heads[0],
+        reps=reps, rounds=rounds, window=window, heads=heads, head_dim=128 if not args.smoke else 32,
+        decode_heads=decode_heads[0],
         decode_kv_heads=decode_heads[1], smoke=args.smoke)
     rerope_rows = run_rerope(seqs, heads, 128 if not args.smoke else 32, window, reps, rounds, DEVICE)
     print(markdown_table(rerope_rows, ["seq", "provider", "pass_", "gpu_us", "spread", "speed_vs_sdpa", "extra_mb"]))

@@ -83,6 +83,16 @@ def test_bfloat16_gradients_are_close_and_a_planted_bug_is_not(device):
     assert _bf16_error(got, _reference_grads(q, k, v, grad_out, inv_freq, 6, **no_log_n)) > 0.03
 
 
+@pytest.mark.skipif(not ON_GPU, reason="the GPU's block sizes need long sequences to meet every block kind")
+@pytest.mark.parametrize("layout, leaky", [("half", None), ("paper", 8.0)])
+def test_bfloat16_gradients_at_head_dim_128_with_the_gpu_block_sizes(layout, leaky):
+    q, k, v, grad_out = _inputs(1, 8, 2, 2000, 128, torch.bfloat16, "cuda", seed=4)
+    inv_freq, _ = rope_frequencies(128)
+    options = dict(leaky_factor=leaky, log_n_train_length=1024, layout=layout)
+    got = _kernel_grads(q, k, v, grad_out, inv_freq.cuda(), 512, **options)
+    assert _bf16_error(got, _reference_grads(q, k, v, grad_out, inv_freq.cuda(), 512, **options)) < 0.03
+
+
 def test_gradient_agrees_with_a_finite_difference_of_the_kernel_itself(device):
     """Independent of the reference: ⟨∇L, d⟩ ≈ (L(x + εd) − L(x − εd)) / 2ε for random
     directions d in q, k and v, with L = ⟨out, grad_out⟩ computed by the forward kernel."""
