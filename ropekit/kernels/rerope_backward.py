@@ -379,15 +379,19 @@ def rerope_dkdv_kernel(
 
 
 def backward_block_sizes(head_dim: int, dtype: torch.dtype, interpret: bool):
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for both backward kernels. Not yet tuned
-    on a GPU (benchmarks/gpu_kernels2_bench.py measures the result): 64 × 64 tiles keep
-    dK, dV and the four dk/dq pair accumulators in registers at head_dim 128. Tiny blocks
-    under the interpreter, so that every block kind occurs in small tests."""
+    """((BLOCK_M, BLOCK_N, num_warps, num_stages) of the dk/dv kernel, the same of the dq
+    kernel). Not yet timed on a GPU (benchmarks/gpu_kernels2_bench.py measures the result);
+    chosen from sm_90 builds by the installed triton (cuobjdump -res-usage, bf16, d = 128):
+    both kernels use all 255 registers, and these tiles spill least of those tried, 1.4 KB
+    of stack for dk/dv at 32 × 64 (3.5 KB at 64 × 64) and 72 B for dq at 64 × 32 (256 B
+    at 64 × 64). dk/dv wants a tall key block (its accumulators), dq a tall query block.
+    Tiny blocks under the interpreter, so that every block kind occurs in small tests."""
     if interpret:
-        return 16, 16, 1, 1
+        return (16, 16, 1, 1), (16, 16, 1, 1)
     if dtype == torch.float32:
-        return 32, 32, 4, 1
-    return 64, 64, 8 if head_dim == 128 else 4, 2
+        return (32, 32, 4, 1), (32, 32, 4, 1)
+    warps = 8 if head_dim == 128 else 4
+    return (32, 64, warps, 2), (64, 32, warps, 2)
 
 
 def _launch(kernel, grid, args, constants, num_warps, num_stages):
@@ -419,7 +423,7 @@ def launch_rerope_backward(q, k, v, out, lse, grad_out, tables, window, leaky_fa
     kv_heads = k.shape[2]
     cos, sin, cos_q2, sin_q2, cos_k2, sin_k2 = tables
     leaky, log_n = leaky_factor is not None, log_n_train_length is not None
-    block_m, block_n, num_warps, num_stages = backward_block_sizes(head_dim, q.dtype, INTERPRETED)
+    dkdv_config, dq_config = backward_block_sizes(head_dim, q.dtype, INTERPRETED)
     # Δ_i = dO_i · O_i, laid out like the logsumexp: (batch · heads, seq)
     delta = (grad_out.float() * out.float()).sum(-1).transpose(1, 2).reshape(batch * heads, seq).contiguous()
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
@@ -431,12 +435,12 @@ def launch_rerope_backward(q, k, v, out, lse, grad_out, tables, window, leaky_fa
     constants = dict(HEAD_DIM=head_dim, PAPER=layout == "paper", LEAKY=leaky, LOG_N=log_n,
                      UPCAST=INTERPRETED and q.dtype == torch.bfloat16,
                      PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
-    _launch(rerope_dkdv_kernel, (triton.cdiv(seq, block_n), batch * kv_heads),
+    _launch(rerope_dkdv_kernel, (triton.cdiv(seq, dkdv_config[1]), batch * kv_heads),
             (q, k, v, grad_out, lse, delta, dk, dv, *tables_args, *s[0], *s[1], *s[2], *s[3], *s[5],
              heads, kv_heads, heads // kv_heads, seq, window, *scalars),
-            dict(constants, BLOCK_M=block_m, BLOCK_N=block_n), num_warps, num_stages)
-    _launch(rerope_dq_kernel, (triton.cdiv(seq, block_m), batch * heads),
+            dict(constants, BLOCK_M=dkdv_config[0], BLOCK_N=dkdv_config[1]), *dkdv_config[2:])
+    _launch(rerope_dq_kernel, (triton.cdiv(seq, dq_config[0]), batch * heads),
             (q, k, v, grad_out, lse, delta, dq, *tables_args, *s[0], *s[1], *s[2], *s[3], *s[4],
              heads, heads // kv_heads, seq, window, *scalars),
-            dict(constants, BLOCK_M=block_m, BLOCK_N=block_n), num_warps, num_stages)
+            dict(constants, BLOCK_M=dq_config[0], BLOCK_N=dq_config[1]), *dq_config[2:])
     return dq, dk, dv
