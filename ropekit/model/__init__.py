@@ -9,6 +9,8 @@
 * :func:`attend` (``attention.py``): one layer's attention under a scheme, via ropekit's functions.
 * :class:`KVCache` (``cache.py``): what a decoder stores for each scheme.
 * :func:`save`, :func:`load`, :func:`export_hf`, :func:`load_hf` (``io.py``).
+* ``ropekit.model.probes`` (attention entropy, measured long-term decay) and
+  ``ropekit.model.costs`` (FLOPs and bytes per operator per token): lesson 06's measurements.
 
 docs/model.md describes the API; ``python -m ropekit.train`` trains it.
 """
