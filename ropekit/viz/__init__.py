@@ -24,6 +24,8 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.spectrum`: ``plot_frequency_spectrum`` (lessons 02, 04);
 * :mod:`ropekit.viz.attention`: ``plot_relative_positions``, ``plot_long_term_decay``,
   ``plot_attention_logits`` (lessons 03, 04);
+* :mod:`ropekit.viz.xpos`: ``plot_xpos_decay`` (lesson 03);
+* :mod:`ropekit.viz.reported`: ``plot_rerope_post_tables``, results quoted from the ReRoPE post (lesson 04);
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
 * :mod:`ropekit.viz.style`: the shared look (palette, font sizes, colour maps);
@@ -43,8 +45,10 @@ from .interactive import (
     interactive_relative_positions,
     interactive_rotation_2d,
 )
+from .reported import plot_rerope_post_tables
 from .rotation import plot_rotation_2d, plot_rotation_matrix
 from .spectrum import plot_frequency_spectrum
+from .xpos import plot_xpos_decay
 
 __all__ = [
     "plot_rotation_matrix",
@@ -55,6 +59,8 @@ __all__ = [
     "plot_long_term_decay",
     "plot_attention_logits",
     "plot_benchmark",
+    "plot_xpos_decay",
+    "plot_rerope_post_tables",
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
     "interactive_rotation_2d",
