@@ -26,7 +26,7 @@ def ntk_frequencies(dim, base, factor):
 
 
 def rerope_positions(length, window):
-    """Exercise 3: ReRoPE's relative positions min(i − j, w) for j ≤ i, 0 above the diagonal."""
+    """Exercise 4: ReRoPE's relative positions min(i − j, w) for j ≤ i, 0 above the diagonal."""
     i = torch.arange(length, dtype=torch.float64)
     return torch.tril((i[:, None] - i[None, :]).clamp(max=window))
 
@@ -38,7 +38,7 @@ def _turns(dim, base, original):
 
 
 def yarn_paper(dim, base, factor, original, beta_fast=32.0, beta_slow=1.0):
-    """Exercise 4a: YaRN's ramp as the paper writes it (§3.2), linear in r_i:
+    """Exercise 3a: YaRN's ramp as the paper writes it (§3.2), linear in r_i:
     γ_i = clamp((r_i − β_slow)/(β_fast − β_slow), 0, 1), θ'_i = (1 − γ_i)·θ_i/s + γ_i·θ_i."""
     theta, r = _turns(dim, base, original)
     gamma = ((r - beta_slow) / (beta_fast - beta_slow)).clamp(0, 1)
@@ -46,7 +46,7 @@ def yarn_paper(dim, base, factor, original, beta_fast=32.0, beta_slow=1.0):
 
 
 def yarn_hf(dim, base, factor, original, beta_fast=32.0, beta_slow=1.0):
-    """Exercise 4b: the same ramp as Hugging Face computes it, linear in the pair index:
+    """Exercise 3b: the same ramp as Hugging Face computes it, linear in the pair index:
     solve r(i) = β for the fractional index i, round the ends outward (floor for β_fast,
     ceil for β_slow), and go linearly from γ = 1 at the first to γ = 0 at the second."""
     theta, _ = _turns(dim, base, original)
