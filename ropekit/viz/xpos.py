@@ -45,7 +45,7 @@ def plot_xpos_decay(
 
     What to notice: the fast pairs (ζ near γ/(1+γ) ≈ 0.29) are damped hard within a few
     hundred tokens, the slowest (ζ near 1) hardly at all, so xPos mostly removes the fast
-    pairs' far-away noise; beyond ~B tokens its bound sits well below RoPE's. Lesson 03.
+    pairs' far-away noise, and its bound falls further below RoPE's the farther the distance. Lesson 03.
     """
     check_int(max_distance, "max_distance", minimum=1)
     inv_freq, _ = rope_frequencies(dim, base)
