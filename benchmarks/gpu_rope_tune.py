@@ -71,7 +71,7 @@ def compiled_stats(layout, batch=1, seq=1024):
     (compiled,) = kernel.device_caches[torch.cuda.current_device()][0].values()
     ptx = compiled.asm["ptx"]
     count = lambda s: ptx.count(s)  # noqa: E731
-    config = rope_triton.BLOCK_SIZE_CACHE[(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper", True, False)]
+    config = rope_triton.BLOCK_SIZE_CACHE[(Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper", "table", False)]
     assert compiled.asm["ptx"].count("ld.global.v4") > 0, "q/k loads are not 16-byte vectors"
     print(f"# {layout}: config (BLOCK_S, BLOCK_HQ, BLOCK_HK, warps) = {config}; regs {compiled.n_regs}, "
           f"spills {compiled.n_spills}; ld.global.v4 {count('ld.global.v4')}, st.global.v4 {count('st.global.v4')}, "
@@ -87,7 +87,7 @@ def sweep():
     for hf_layout, layout, table in itertools.product((True, False), ("half", "paper"), (True, False)):
         if not hf_layout and table:
             continue  # measured in the first round: (1, 32, 8, 8) at 0.98-0.99x copy
-        key = (Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper", table, hf_layout)
+        key = (Q_HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM, 2, layout == "paper", "table" if table else "float32", hf_layout)
         default = rope_triton.pick_block_sizes(*key)
         q, k, cos, sin, inv_freq = inputs(batch, seq, hf_layout=hf_layout)
         run = (lambda: apply_rope_qk(q, k, cos, sin, layout)) if table else (

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import ropekit  # noqa: E402
-from ropekit import viz  # noqa: E402
+from ropekit import rope2d, viz  # noqa: E402
 from ropekit.bench import read_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,9 @@ def repeated_token(seq, head_dim, seed=0):
 def benchmark_csv():
     """The fullest results.csv under benchmarks/results/ (most rows: a full sweep rather than
     a --quick one; file mtimes mean nothing in a fresh clone), else a small CPU run."""
-    stored = sorted((ROOT / "benchmarks" / "results").glob("**/*.csv"),
+    # only ropekit.bench's format (it has a "suite" column); other scripts write other CSVs
+    stored = sorted((p for p in (ROOT / "benchmarks" / "results").glob("**/*.csv")
+                     if "suite" in p.read_text().split("\n", 1)[0].split(",")),
                     key=lambda p: (len(p.read_text().splitlines()), str(p)))
     if stored:
         return stored[-1], ""
@@ -45,6 +47,17 @@ def benchmark_csv():
     print("no stored results in benchmarks/results/: a small CPU run:", " ".join(command[1:]))
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return out / "results.csv", "_cpu"
+
+
+def rope2d_maps(height=9, width=9, head_dim=32, seed=0):
+    """Lesson 08's score maps: one random vector as query (centre patch) and key (every patch)."""
+    q = torch.randn(head_dim, generator=torch.Generator().manual_seed(seed))
+    grid = rope2d.image_grid_positions(height, width)
+    cos_ax, sin_ax = rope2d.axial_cos_sin(grid, rope2d.axial_frequencies(head_dim))
+    freqs = rope2d.mixed_frequencies(head_dim, heads=1, generator=torch.Generator().manual_seed(seed + 1))
+    cos_mx, sin_mx = rope2d.mixed_cos_sin(grid, freqs)
+    return {"axial 2-D RoPE": rope2d.grid_scores(q, q, cos_ax, sin_ax, height, width),
+            "RoPE-Mixed (one head)": rope2d.grid_scores(q, q, cos_mx[:, 0], sin_mx[:, 0], height, width)}
 
 
 def figures():
@@ -60,6 +73,11 @@ def figures():
         "attention_logits": lambda: viz.plot_attention_logits(
             q, q, ["rope", "rerope", "leaky_rerope"], inv_freq=ropekit.rope_frequencies(32, base=100.0)[0],
             window=16, factor=4.0),
+        "rope2d_scores": lambda: viz.plot_grid_scores(rope2d_maps()),
+        "mrope_pair_axes": lambda: viz.plot_mrope_pair_axes(
+            ropekit.rope_frequencies(128, 1_000_000.0)[0],
+            {"Qwen2-VL: sections 16/24/24": ((16, 24, 24), False),
+             "Qwen3-VL: interleaved 24/20/20": ((24, 20, 20), True)}),
     }
     csv_path, suffix = benchmark_csv()
     rows = read_results(csv_path)

@@ -6,6 +6,7 @@ are imported only when used, so ``import ropekit`` works without triton (e.g. on
 
 from .attention import relative_position_matrix, rerope_attention, rope_attention
 from .decode import rerope_decode_step, rope_decode_step, rotate_as_if_first
+from .exact_angles import exact_cos_sin, fixed_point_turns
 from .frequencies import rope_frequencies, wavelengths
 from .reference import (
     apply_rope,
@@ -23,6 +24,8 @@ __all__ = [
     "rope_frequencies",
     "wavelengths",
     "rope_cos_sin",
+    "exact_cos_sin",
+    "fixed_point_turns",
     "apply_rope",
     "apply_rope_complex",
     "rotation_matrix",

@@ -20,6 +20,7 @@ import numbers
 import torch
 
 LAYOUTS = ("paper", "half")
+ANGLES = ("float32", "exact")  # how the angle m·θ_i is formed (ropekit.exact_angles, lesson 09)
 QKV_ORDER = "(batch, seq, heads, head_dim)"
 
 
@@ -77,6 +78,12 @@ def check_layout(layout, name: str = "layout") -> str:
     return layout
 
 
+def check_angles(angles) -> str:
+    if angles not in ANGLES:
+        raise ValueError(f"angles must be 'float32' or 'exact', got {angles!r}")
+    return angles
+
+
 def check_dim(dim, name: str = "dim") -> int:
     if not is_integer(dim) or int(dim) <= 0 or int(dim) % 2:
         raise ValueError(f"{name} must be a positive even integer (features come in pairs), got {dim!r}")
@@ -92,6 +99,38 @@ def check_inv_freq(inv_freq, head_dim: int) -> None:
             f"inv_freq has {inv_freq.shape[0]} frequencies, so rotary_dim = {2 * inv_freq.shape[0]} "
             f"exceeds head_dim = {head_dim}"
         )
+
+
+def check_sections(sections, interleaved: bool = False, pairs: int | None = None) -> tuple[int, int, int]:
+    """M-RoPE's pairs per axis (n_t, n_h, n_w): three non-negative integers with a positive sum,
+    equal to ``pairs`` (= len(inv_freq)) when given. Interleaved (Qwen3-VL: pair i follows h
+    when i % 3 == 1 and i < 3·n_h, w when i % 3 == 2 and i < 3·n_w), the cycle must give each
+    axis its count: 3·n_h ≤ total + 1 and 3·n_w ≤ total."""
+    try:
+        ok = len(sections) == 3 and all(is_integer(s) and int(s) >= 0 for s in sections)
+    except TypeError:
+        ok = False
+    if not ok or sum(int(s) for s in sections) == 0:
+        raise ValueError(f"sections must be three non-negative integers (n_t, n_h, n_w) with a positive sum, "
+                         f"got {sections!r}")
+    n_t, n_h, n_w = (int(s) for s in sections)
+    total = n_t + n_h + n_w
+    if pairs is not None and total != pairs:
+        raise ValueError(f"sections must sum to len(inv_freq) = {pairs}, got {list(sections)}")
+    if interleaved and (3 * n_h > total + 1 or 3 * n_w > total):
+        raise ValueError(f"interleaved sections {list(sections)} do not fit: cycling t, h, w over {total} pairs "
+                         f"gives h at most {(total + 1) // 3} and w at most {total // 3} pairs")
+    return n_t, n_h, n_w
+
+
+def check_mrope_positions(positions, batch: int | None = None, seq: int | None = None) -> None:
+    """M-RoPE positions must be an integer ``(3, batch or 1, seq)`` tensor of (t, h, w) ids."""
+    if (not isinstance(positions, torch.Tensor) or positions.dim() != 3 or positions.shape[0] != 3
+            or positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool):
+        raise ValueError(f"positions must be an integer (3, batch, seq) tensor of (t, h, w) ids, "
+                         f"got {describe(positions)}")
+    if batch is not None and (positions.shape[1] not in (1, batch) or positions.shape[2] != seq):
+        raise ValueError(f"positions must have shape (3, {batch} or 1, {seq}), got {tuple(positions.shape)}")
 
 
 def check_window(window) -> int:
@@ -166,7 +205,8 @@ def check_qkv(q, k, v, same_length: bool = True) -> None:
 INT_DTYPES = (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8)
 
 
-def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens):
+def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens,
+                  angles="float32"):
     """The checks shared by ``ropekit.kernels.apply_rope_qk`` and its twin
     ``ropekit.reference.apply_rope_qk`` (see either for the arguments).
 
@@ -202,14 +242,21 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
     if inplace and q is k:
         raise ValueError("inplace=True needs q and k to be different tensors")
 
+    check_angles(angles)
     if cos is not None or sin is not None:
+        if angles == "exact":
+            raise ValueError("angles='exact' computes the angles from inv_freq; a cos/sin table already holds "
+                             "its own (make it with rope_cos_sin(..., angles='exact'))")
         half = _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor)
     else:
         if not isinstance(inv_freq, torch.Tensor):
             raise ValueError("pass either cos and sin (a table) or inv_freq (angles computed from the positions)")
-        if inv_freq.dim() != 1 or not inv_freq.is_floating_point() or inv_freq.device != q.device:
-            raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {q.device}, "
-                             f"got {describe(inv_freq)} on {inv_freq.device}")
+        # exact angles also take the int64 fixed-point turns of ropekit.fixed_point_turns
+        turns = angles == "exact" and inv_freq.dtype == torch.int64
+        if inv_freq.dim() != 1 or not (inv_freq.is_floating_point() or turns) or inv_freq.device != q.device:
+            raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {q.device} (or, "
+                             f"with angles='exact', int64 fixed_point_turns), got {describe(inv_freq)} on "
+                             f"{inv_freq.device}")
         if inv_freq.requires_grad and torch.is_grad_enabled():
             raise ValueError("apply_rope_qk gives no gradient for inv_freq: pass inv_freq.detach()")
         attention_factor = real(attention_factor, "attention_factor")

@@ -10,7 +10,9 @@ schedule changes these θ_i (and sometimes scales the attention logits) so that 
 trained on `original_max_position_embeddings` tokens can read `factor` times more.
 
 Every schedule is a few lines of arithmetic; the numbers are computed in float64 and
-rounded once to float32, so they are the correctly rounded values of each formula.
+rounded once to float32 (or kept in float64 with ``dtype=torch.float64``, which exact
+angles need: see ``ropekit.exact_angles``), so they are the correctly rounded values of
+each formula.
 Lessons 02 (θ_i) and 04 (the schedules) derive them.
 """
 
@@ -21,12 +23,12 @@ from typing import Sequence
 
 import torch
 
-from .checks import check_dim
+from .checks import check_dim, is_real
 
-SCALINGS = (None, "linear", "ntk", "dynamic", "yarn", "llama3", "longrope")
+SCALINGS = (None, "linear", "ntk", "dynamic", "yarn", "llama3", "longrope", "proportional")
 
 
-def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None, **params):
+def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None, dtype=torch.float32, **params):
     """Inverse frequencies of RoPE, optionally stretched by a context-extension schedule.
 
     Args:
@@ -63,9 +65,23 @@ def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None
               attention factor is √(1 + ln(factor)/ln(L_0)) unless given. Needs
               ``short_factor``, ``long_factor``, ``original_max_position_embeddings``;
               optional ``factor`` (1.0), ``seq_len``.
+            * ``"proportional"``: Gemma's proportional RoPE (transformers 5's
+              ``rope_type="proportional"``) and p-RoPE (Barbero et al. 2024, "Round and
+              Round We Go!", §6): only the fastest fraction p = ``partial_rotary_factor``
+              of the pairs rotate, with the exponents of the *whole* head, θ_i = b^(-2i/d)
+              for i < ⌊p·d/2⌋, and the slowest pairs get θ_i = 0 (they never turn, so they
+              carry meaning, not position). ``dim`` is the head_dim, and inv_freq keeps all
+              d/2 entries. NeoX partial rotary (``rotary_dim``) instead recomputes the
+              exponents over the rotated features, b^(-2i/r). Optional ``factor`` (1.0)
+              divides every θ_i. Lesson 08 compares the two.
+
+        dtype: ``torch.float32`` (default, what models use) or ``torch.float64``: the
+            formula's θ_i to 1e-16, which ``rope_cos_sin(..., angles="exact")`` needs to be
+            exact at long positions (a float32 θ_i is already off by up to 6e-8 relative,
+            0.6 rad at position 10^7). Lesson 09.
 
     Returns:
-        ``(inv_freq, attention_factor)``: inv_freq float32 of shape ``(dim // 2,)``;
+        ``(inv_freq, attention_factor)``: inv_freq of ``dtype`` and shape ``(dim // 2,)``;
         attention_factor a Python float that multiplies cos and sin (so it multiplies the
         logits by its square), 1.0 for every schedule but YaRN and LongRoPE.
 
@@ -85,9 +101,11 @@ def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None
             f"rope_frequencies(scaling={scaling!r}) got unexpected parameter(s) {sorted(unknown)}; "
             f"it accepts {sorted(known) or 'none'}"
         )
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     exponents = torch.arange(0, dim, 2, dtype=torch.float64) / dim  # 2i/d
     inv_freq, attention_factor = _SCHEDULES[scaling](dim, float(base), exponents, params)
-    return inv_freq.to(torch.float32), float(attention_factor)
+    return inv_freq.to(dtype), float(attention_factor)
 
 
 def wavelengths(inv_freq: torch.Tensor) -> torch.Tensor:
@@ -232,6 +250,20 @@ def _longrope(dim, base, exponents, p):
     return 1.0 / (ext * base**exponents), attention_factor
 
 
+def _proportional(dim, base, exponents, p):
+    fraction = p.get("partial_rotary_factor")
+    if fraction is None:
+        raise TypeError("rope_frequencies(scaling='proportional') needs the parameter 'partial_rotary_factor'")
+    if not is_real(fraction) or not 0 <= float(fraction) <= 1:
+        raise ValueError(f"partial_rotary_factor must be a number in [0, 1], got {fraction!r}")
+    fraction = float(fraction)
+    factor = _factor(p) if p.get("factor") is not None else 1.0
+    rotated = int(fraction * dim // 2)  # the same rounding as transformers
+    inv_freq = base**-exponents
+    inv_freq[rotated:] = 0.0  # the slowest pairs stay still
+    return inv_freq / factor, 1.0
+
+
 _SCHEDULES = {
     None: _plain,
     "linear": _linear,
@@ -240,6 +272,7 @@ _SCHEDULES = {
     "yarn": _yarn,
     "llama3": _llama3,
     "longrope": _longrope,
+    "proportional": _proportional,
 }
 _PARAMS = {
     None: (),
@@ -255,6 +288,7 @@ _PARAMS = {
         "short_factor", "long_factor", "original_max_position_embeddings", "seq_len",
         "factor", "attention_factor",
     ),
+    "proportional": ("partial_rotary_factor", "factor"),
 }
 
 

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import torch
 
-from .checks import LAYOUTS, check_dim, check_layout, check_rope_qk, describe
+from .checks import LAYOUTS, check_angles, check_dim, check_layout, check_rope_qk, describe
+from .exact_angles import exact_cos_sin
 
 
 # --- angles --------------------------------------------------------------------------
 
 
-def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.0):
+def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.0, angles: str = "float32"):
     """cos(m·θ_i) and sin(m·θ_i) for every position m and pair i.
 
     Args:
@@ -47,17 +48,18 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
         inv_freq: ``(rotary_dim // 2,)`` from :func:`ropekit.rope_frequencies`.
         attention_factor: multiplies cos and sin (YaRN's √(1/t)), so every logit
             q·k is multiplied by its square, as model libraries do.
+        angles: ``"float32"`` (default) forms m·θ_i as one float32 product, as Hugging Face
+            transformers, vLLM and the models' own code do, so checkpoints and parity tests
+            reproduce them. ``"exact"`` (:mod:`ropekit.exact_angles`, integer positions) is
+            within 1e-6 at every position up to 2^31 for the θ_i that inv_freq holds: pass
+            float64 ones, or their int64 ``fixed_point_turns``. Lesson 09 measures both and
+            why float32 stays the default (below bf16's q/k rounding up to ~3·10^5 tokens).
 
     Returns:
         ``(cos, sin)``, each float32 of shape ``positions.shape + (rotary_dim // 2,)``.
 
-    Precision: the angle m·θ_i is computed in float32, as models do at inference. A float32
-    product carries a relative error of up to 2^-24 ≈ 6e-8, so the angle of the fastest
-    pair (θ_0 = 1) is off by up to m·6e-8 radians: 6e-5 rad at m = 1,000, but about 0.06
-    rad at m = 1,000,000, where neighbouring positions (1 rad apart) are still told apart
-    but the fast pairs no longer hold their exact phase. Positions themselves are exact
-    in float32 only up to 2^24 ≈ 16.7 M. Use float64 angles (``rotation_matrix``) when
-    you need to study that error.
+    Precision of float32 angles: the product is off by up to m·θ_i·2^-24 rad, 6e-5 at
+    m = 1,000 and 0.06 at m = 10^6; positions are exact in float32 only up to 2^24.
     """
     if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1:
         raise ValueError(f"inv_freq must be a 1-D tensor of shape (rotary_dim // 2,), got {describe(inv_freq)}")
@@ -67,8 +69,13 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
         raise TypeError(f"positions must be a tensor or an int, got {type(positions).__name__}")
     if positions.is_complex() or positions.dtype == torch.bool:
         raise TypeError(f"positions must be integer or real, got dtype {positions.dtype}")
-    angles = positions.to(torch.float32)[..., None] * inv_freq.to(device=positions.device, dtype=torch.float32)
-    cos, sin = angles.cos(), angles.sin()
+    if check_angles(angles) == "exact":
+        return exact_cos_sin(positions, inv_freq, attention_factor)
+    if not inv_freq.is_floating_point():
+        raise TypeError(f"inv_freq must be floating point, got {inv_freq.dtype} (int64 fixed-point turns need "
+                        "angles='exact')")
+    angle = positions.to(torch.float32)[..., None] * inv_freq.to(device=positions.device, dtype=torch.float32)
+    cos, sin = angle.cos(), angle.sin()
     if attention_factor != 1.0:
         cos, sin = cos * attention_factor, sin * attention_factor
     return cos, sin
@@ -149,7 +156,7 @@ def apply_rope_loop(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layou
 
 
 def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary_dim=None, *,
-                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None):
+                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None, angles="float32"):
     """Rotate queries and keys by their positions: the plain-torch twin of
     :func:`ropekit.kernels.apply_rope_qk`, with the same arguments, shapes and result, so
     either can replace the other by changing the import (the tests compare them).
@@ -166,7 +173,7 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
             ``(batch,)`` (``(n_seqs,)`` with cu_seqlens) tensor of per-sequence offsets, or
             a ``(batch or 1, seq)`` position_ids tensor.
         inv_freq: ``(rotary_dim // 2,)`` instead of cos/sin: angles from
-            :func:`rope_cos_sin` of the positions, times ``attention_factor``.
+            :func:`rope_cos_sin` of the positions (with ``angles``), times ``attention_factor``.
         cu_seqlens: ``(n_seqs + 1,)`` start offsets of packed sequences (flash-attention's
             varlen format); positions restart at 0 in each; tokens after the last pass through.
 
@@ -180,15 +187,16 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
     Lesson 05 compares the two.
     """
     rotary_dim, offset, positions, attention_factor = check_rope_qk(
-        q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens)
+        q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens, angles)
     if cu_seqlens is None and positions is None:  # positions offset .. offset + seq − 1: no gather
         seq = q.shape[1]
         if cos is None:
-            cos, sin = rope_cos_sin(torch.arange(offset, offset + seq, device=q.device), inv_freq, attention_factor)
+            m = torch.arange(offset, offset + seq, device=q.device)
+            cos, sin = rope_cos_sin(m, inv_freq, attention_factor, angles)
         elif cos.dim() == 2:
             cos, sin = cos[offset:offset + seq], sin[offset:offset + seq]
     else:
-        cos, sin = _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor, cu_seqlens)
+        cos, sin = _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor, cu_seqlens, angles)
     q_out = apply_rope(q, cos[..., None, :], sin[..., None, :], layout, rotary_dim)  # a heads axis
     k_out = apply_rope(k, cos[..., None, :], sin[..., None, :], layout, rotary_dim)
     if not inplace:
@@ -196,7 +204,7 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
     return q.copy_(q_out), k.copy_(k_out)
 
 
-def _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor, cu_seqlens):
+def _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor, cu_seqlens, angles):
     """cos, sin of each token's position m, ``(batch, seq, r/2)`` (``(tokens, r/2)`` packed),
     with cos = 1, sin = 0 for packed padding; every position is checked against the table."""
     if cu_seqlens is None:
@@ -213,7 +221,7 @@ def _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor
     else:
         m = positions.long().expand(index.shape) + offset
     if cos is None:
-        cos, sin = rope_cos_sin(m, inv_freq, attention_factor)
+        cos, sin = rope_cos_sin(m, inv_freq, attention_factor, angles)
     elif cos.dim() == 2:  # a table: row m is position m
         bad = (m < 0) | (m >= cos.shape[0])
         if inside is not None:

@@ -248,3 +248,53 @@ def test_frequency_schedules_describe_each_schedule_at_the_given_factor():
     fast = 2 * math.pi / plain < 512 / 4.0
     torch.testing.assert_close(freqs["Llama 3"][fast], plain[fast], rtol=1e-6, atol=0)
     assert ropekit.frequencies.frequency_schedules(2.0, 100, seq_len=300)["dynamic NTK at 300 tokens"]["seq_len"] == 300
+
+
+# --- proportional RoPE (Gemma, transformers 5) and p-RoPE -------------------------------
+
+
+@pytest.mark.parametrize("head_dim,fraction,factor", [(512, 0.25, 1.0), (256, 0.25, 1.0), (128, 0.5, 8.0),
+                                                      (64, 1.0, 1.0), (64, 0.0, 1.0), (96, 0.3, 2.0)])
+def test_proportional_matches_transformers_when_installed(head_dim, fraction, factor):
+    """transformers 5's own `rope_type="proportional"` numbers (Gemma 4's full-attention
+    layers: head_dim 512, partial_rotary_factor 0.25, rope_theta 1e6)."""
+    transformers, init = hf_init_functions()
+    if "proportional" not in init:
+        pytest.skip("this transformers has no proportional RoPE (it came with transformers 5)")
+    base = 1_000_000.0
+    rope = {"rope_type": "proportional", "rope_theta": base, "partial_rotary_factor": fraction, "factor": factor}
+    config = transformers.LlamaConfig(hidden_size=head_dim * 4, num_attention_heads=4, head_dim=head_dim)
+    config.rope_parameters = dict(rope)
+    hf_inv_freq, hf_att = init["proportional"](config, "cpu")
+    inv_freq, att = rope_frequencies(head_dim, base, "proportional", partial_rotary_factor=fraction, factor=factor)
+    assert inv_freq.shape == hf_inv_freq.shape == (head_dim // 2,)
+    # transformers computes the power in float32, ropekit rounds the float64 value once.
+    torch.testing.assert_close(inv_freq, hf_inv_freq.float(), rtol=2e-7, atol=0)
+    assert att == hf_att == 1.0
+
+
+def test_proportional_keeps_the_whole_head_exponents_and_leaves_the_slowest_pairs_still():
+    """Written from the definition: θ_i = b^(-2i/d) for the fastest ⌊p·d/2⌋ pairs, 0 after;
+    unlike NeoX partial rotary, whose exponents run over the rotated features only."""
+    d, base, p = 16, 10000.0, 0.5
+    inv_freq, _ = rope_frequencies(d, base, "proportional", partial_rotary_factor=p)
+    expected = [base ** (-2 * i / d) if i < 4 else 0.0 for i in range(8)]
+    torch.testing.assert_close(inv_freq.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-7, atol=0)
+    neox, _ = rope_frequencies(8, base)  # rotary_dim = 8 of 16
+    assert not torch.allclose(inv_freq[:4], neox)  # b^(-2i/16) is not b^(-2i/8)
+    assert inv_freq[1] == pytest.approx(neox[1].item() ** 0.5, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(), TypeError, "partial_rotary_factor"),
+        (dict(partial_rotary_factor=1.5), ValueError, r"partial_rotary_factor must be a number in \[0, 1\]"),
+        (dict(partial_rotary_factor=-0.1), ValueError, "partial_rotary_factor"),
+        (dict(partial_rotary_factor=0.5, factor=0.5), ValueError, "factor must be >= 1"),
+        (dict(partial_rotary_factor=0.5, beta_fast=3), TypeError, "unexpected parameter"),
+    ],
+)
+def test_proportional_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        rope_frequencies(16, 10000.0, "proportional", **kwargs)

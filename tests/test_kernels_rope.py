@@ -18,6 +18,7 @@ import ropekit
 from ropekit.kernels import apply_rope_qk
 from ropekit.kernels import rope as rope_module
 from ropekit.kernels import rope_triton
+from ropekit.reference import apply_rope_qk as reference_apply_rope_qk
 
 CUDA = torch.cuda.is_available()
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -403,6 +404,125 @@ def test_custom_op_passes_torch_library_opcheck(device):
     torch.library.opcheck(torch.ops.ropekit.rope_qk_.default, args, test_utils=("test_schema", "test_faketensor"))
 
 
+# --- exact angles (angles="exact"): int64 positions up to 2^31 ------------------------------------
+
+
+def exact_reference(positions, inv_freq64, attention_factor=1.0):
+    """float64 cos/sin of exact angles, from the torch specification ropekit.exact_cos_sin."""
+    return ropekit.exact_cos_sin(positions, inv_freq64, attention_factor, dtype=torch.float64)
+
+
+def assert_exact_close(out, x, cos, sin, layout, dtype):
+    """Kernel output vs the float64 rotation by exact angles: float32 within 1e-5 (cos/sin
+    within 1e-6 times entries of a few units), low precision within its rounding."""
+    expected = reference(x.double(), cos, sin, layout).to(dtype)
+    if dtype == torch.float32:
+        torch.testing.assert_close(out.double().cpu(), expected.double().cpu(), atol=1e-5, rtol=0)
+    else:
+        assert_close_in_dtype(out.cpu(), expected.cpu())
+
+
+def _long_positions_cases(batch, seq, device):
+    """(name, positions argument, expected (batch or 1, seq) positions), reaching 2^31."""
+    last = 2**31 - seq + 1  # the last token sits exactly at 2^31
+    offsets = torch.tensor([0, last] + [12345] * (batch - 2))[:batch]
+    ids = torch.randint(0, 2**31 + 1, (batch, seq), generator=torch.Generator().manual_seed(5))
+    return [
+        ("int offset", last, last + torch.arange(seq)[None]),
+        ("per-batch int64 offsets", offsets.to(device), offsets[:, None] + torch.arange(seq)),
+        ("int64 position_ids", ids.to(device), ids),
+    ]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exact_angles_match_float64_exact_rotation_at_positions_up_to_2_31(device, layout, dtype):
+    batch, seq, q_heads, kv_heads, head_dim = SHAPE
+    q, k = make_qk(device, dtype, *SHAPE)
+    inv_freq64, factor = ropekit.rope_frequencies(head_dim, 500000.0, "yarn", dtype=torch.float64, factor=4.0,
+                                                  original_max_position_embeddings=64)
+    turns = ropekit.fixed_point_turns(inv_freq64).to(device)
+    for name, positions, expected in _long_positions_cases(batch, seq, device):
+        cos, sin = exact_reference(expected, inv_freq64, factor)
+        for inv_freq in (turns, inv_freq64.to(device)):  # precomputed turns, or float64 turned on the host
+            q_out, k_out = apply_rope_qk(q, k, layout=layout, positions=positions, inv_freq=inv_freq,
+                                         attention_factor=factor, angles="exact")
+            assert_exact_close(q_out, q, cos, sin, layout, dtype)
+            assert_exact_close(k_out, k, cos, sin, layout, dtype)
+
+
+def test_exact_angles_recover_cos_and_sin_within_1e_6():
+    """(a, b) = (1, 0) turns into (cos φ, sin φ): the kernel's own angles, compared directly."""
+    seq, head_dim = (256, 128) if CUDA else (8, 16)
+    device = "cuda" if CUDA else "cpu"
+    inv_freq64, _ = ropekit.rope_frequencies(head_dim, 10000.0, dtype=torch.float64)
+    q = torch.zeros(1, seq, 1, head_dim, device=device)
+    q[..., : head_dim // 2] = 1.0
+    for offset in (0, 10**7, 2**31 - seq + 1):
+        out, _ = apply_rope_qk(q, q.clone(), positions=offset, inv_freq=inv_freq64.to(device), angles="exact")
+        cos, sin = exact_reference(offset + torch.arange(seq), inv_freq64)
+        assert (out[0, :, 0, : head_dim // 2].double().cpu() - cos).abs().max() <= 1e-6
+        assert (out[0, :, 0, head_dim // 2:].double().cpu() - sin).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_exact_angles_for_packed_sequences_and_the_twin_agree(device, layout):
+    head_dim = SHAPE[-1]
+    cu_seqlens = torch.tensor([0, 3, 7, 12], dtype=torch.int32)
+    q, k = (torch.randn(14, h, head_dim, generator=torch.Generator().manual_seed(h)) for h in (4, 2))
+    inv_freq64, _ = ropekit.rope_frequencies(head_dim, 10000.0, dtype=torch.float64)
+    offsets = torch.tensor([0, 2**31 - 4, 10**9])
+    q_out, k_out = apply_rope_qk(q.to(device), k.to(device), layout=layout, positions=offsets.to(device),
+                                 inv_freq=inv_freq64.to(device), cu_seqlens=cu_seqlens.to(device), angles="exact")
+    q_twin, k_twin = reference_apply_rope_qk(q, k, layout=layout, positions=offsets, inv_freq=inv_freq64,
+                                             cu_seqlens=cu_seqlens, angles="exact")
+    torch.testing.assert_close(q_out.cpu(), q_twin, atol=1e-5, rtol=0)
+    torch.testing.assert_close(k_out.cpu(), k_twin, atol=1e-5, rtol=0)
+    assert torch.equal(q_out[12:].cpu(), q[12:])  # padding after the last sequence passes through
+
+
+def test_exact_angles_backward_is_the_adjoint_of_forward(device):
+    batch, seq, q_heads, kv_heads, head_dim = SHAPE
+    g = torch.Generator().manual_seed(4)
+    v_q, v_k, w_q, w_k = (torch.randn(batch, seq, h, head_dim, generator=g, dtype=torch.float32).to(device)
+                          for h in (q_heads, kv_heads, q_heads, kv_heads))
+    v_q.requires_grad_(True)
+    v_k.requires_grad_(True)
+    turns = ropekit.fixed_point_turns(ropekit.rope_frequencies(head_dim, dtype=torch.float64)[0]).to(device)
+    f_q, f_k = apply_rope_qk(v_q, v_k, layout="paper", positions=2**31 - seq, inv_freq=turns, angles="exact")
+    (f_q * w_q).sum().add((f_k * w_k).sum()).backward()
+    # <f(v), w> = <v, f^T(w)>: the gradient is the rotation by −φ
+    lhs = (f_q.double() * w_q.double()).sum() + (f_k.double() * w_k.double()).sum()
+    rhs = (v_q.double() * v_q.grad.double()).sum() + (v_k.double() * v_k.grad.double()).sum()
+    torch.testing.assert_close(lhs, rhs, rtol=1e-5, atol=1e-3)
+
+
+def test_exact_angles_under_torch_compile_take_precomputed_turns(device):
+    q, k = make_qk(device, torch.float32, 1, 3, 2, 1, 16)
+    inv_freq64, _ = ropekit.rope_frequencies(16, dtype=torch.float64)
+    turns = ropekit.fixed_point_turns(inv_freq64).to(device)
+
+    def rotate(q, k):
+        return apply_rope_qk(q, k, positions=2**31 - 2, inv_freq=turns, angles="exact")
+
+    q_out, k_out = torch.compile(rotate, fullgraph=True)(q, k)
+    cos, sin = exact_reference(2**31 - 2 + torch.arange(3), inv_freq64)
+    assert_exact_close(q_out, q, cos[None], sin[None], "half", torch.float32)
+    assert_exact_close(k_out, k, cos[None], sin[None], "half", torch.float32)
+
+
+def test_exact_angles_refuse_what_they_cannot_use(device):
+    q, k = make_qk(device, torch.float32, 1, 2, 1, 1, 8)
+    inv_freq, cos, sin = table(device, 2, 8)
+    turns = ropekit.fixed_point_turns(inv_freq.double().cpu()).to(device)
+    with pytest.raises(ValueError, match="angles must be 'float32' or 'exact'"):
+        apply_rope_qk(q, k, inv_freq=inv_freq, angles="float64")
+    with pytest.raises(ValueError, match="a cos/sin table already holds"):
+        apply_rope_qk(q, k, cos, sin, angles="exact")
+    with pytest.raises(ValueError, match="int64 fixed_point_turns"):
+        apply_rope_qk(q, k, inv_freq=turns)  # turns without angles="exact"
+
+
 # --- compiled-kernel cache: no specialisation on batch or sequence length ---------------------------
 
 
@@ -411,7 +531,7 @@ def test_only_shape_family_arguments_are_compile_time_constants():
     constexprs = {p.name for p in params if "constexpr" in str(p.annotation)}
     assert constexprs == {
         "Q_HEADS", "K_HEADS", "HEAD_DIM", "HALF", "HALF_PAD", "PASS_PAD",  # heads, head_dim, rotary_dim
-        "PAPER", "TABLE", "POS_MODE", "VARLEN", "COPY_PASS", "ALIGN",  # layout, which inputs, alignment
+        "PAPER", "TABLE", "EXACT", "POS_MODE", "VARLEN", "COPY_PASS", "ALIGN",  # layout, which inputs, alignment
         "BLOCK_S", "BLOCK_HQ", "BLOCK_HK",  # chosen from heads, head_dim and dtype only
     }
     kernel = rope_triton.rope_qk_kernel

@@ -407,9 +407,19 @@ def test_every_public_name_of_the_former_module_still_works():
         "plot_benchmark": "benchmark",
         "plot_xpos_decay": "xpos",
         "plot_rerope_post_tables": "reported",
+        "plot_cos_sin_error": "precision",
+        "plot_rotation_error": "precision",
+        "plot_logit_drift": "precision",
         "interactive_frequency_spectrum": "interactive",
         "interactive_relative_positions": "interactive",
         "interactive_rotation_2d": "interactive",
+        # added with the package: lesson 08's pictures
+        "plot_grid_scores": "multiaxis",
+        "plot_mrope_position_ids": "multiaxis",
+        "plot_mrope_pair_axes": "multiaxis",
+        "plot_pair_scores": "multiaxis",
+        "plot_irope_temperature": "multiaxis",
+        "plot_cache_bytes": "multiaxis",
     }
     assert set(viz.__all__) == set(family) | {"frequency_schedules"}
     for name, module in family.items():

@@ -12,6 +12,7 @@ import importlib
 # public name -> submodule that defines it
 _EXPORTS = {
     "apply_rope_qk": "rope",
+    "apply_mrope_qk": "mrope",
     "rerope_attention": "rerope",
 }
 

@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..checks import check_rope_qk
+from ..exact_angles import fixed_point_turns
 from .common import INTERPRETED, KERNEL_DTYPES
 from .rope_triton import RopeLaunch, launch_kernel
 
@@ -43,7 +44,7 @@ from .rope_triton import RopeLaunch, launch_kernel
 
 
 def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary_dim=None, *,
-                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None):
+                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None, angles="float32"):
     """Rotate queries and keys by their positions (RoFormer eq. 34) in one Triton launch.
 
     Args:
@@ -68,11 +69,18 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
             row (a row outside the table gives NaN, never a silent wrong answer).
         inv_freq: ``(rotary_dim // 2,)`` from :func:`ropekit.rope_frequencies`, instead of
             cos/sin: the kernel computes cos(m·θ_i) and sin(m·θ_i) itself, exactly as
-            :func:`ropekit.rope_cos_sin` does (float32 angle), and reads no table at all.
+            :func:`ropekit.rope_cos_sin` does (with ``angles``), and reads no table at all.
         attention_factor: with inv_freq, multiplies cos and sin (YaRN, LongRoPE).
         cu_seqlens: int32 ``(n_seqs + 1,)`` offsets of packed sequences (flash-attention's
             varlen format); each sequence's positions restart at 0 (plus its offset).
             Tokens after ``cu_seqlens[-1]`` pass through unchanged.
+        angles: with inv_freq, ``"float32"`` (default: one float32 product m·θ_i, as
+            Hugging Face and vLLM compute it) or ``"exact"``: the phase from one wrapping
+            int64 multiply of 64-bit fixed-point turns (:mod:`ropekit.kernels.angles`),
+            within 1e-6 at every position up to 2^31 for float64 inv_freq. A floating
+            inv_freq is turned into ``ropekit.fixed_point_turns(inv_freq)`` on the host at
+            every call (one copy and a synchronisation); pass those int64 turns instead
+            to avoid it, and always under torch.compile. Lesson 09.
 
     Returns:
         ``(q_out, k_out)`` with the shapes, dtype and strides of q and k (new tensors, or
@@ -84,7 +92,7 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
     tested against. Lesson 02 derives the rotation; lesson 05 shows the kernel.
     """
     q, k, launch = check_arguments(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor,
-                          cu_seqlens)
+                                   cu_seqlens, angles)
     if torch.compiler.is_compiling():
         return _compiled_call(q, k, launch, inplace)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
@@ -230,9 +238,16 @@ def _compiled_call(q, k, launch, inplace):
 # What the kernel and its reference twin share is checked in ropekit.checks.
 
 
-def check_arguments(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens):
+def check_arguments(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens,
+                    angles="float32"):
     rotary_dim, offset, positions, attention_factor = check_rope_qk(
-        q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens)
+        q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens, angles)
+    if angles == "exact" and inv_freq.is_floating_point():
+        # The kernel reads exact angles' int64 turns; an int64 inv_freq tells it which mode it is in.
+        if torch.compiler.is_compiling():
+            raise ValueError("under torch.compile, angles='exact' needs inv_freq=ropekit.fixed_point_turns(inv_freq) "
+                             "computed outside the compiled function")
+        inv_freq = fixed_point_turns(inv_freq)
     if q.dtype not in KERNEL_DTYPES:
         raise TypeError(
             f"q must be float16, bfloat16 or float32 (the kernel computes in float32), got {q.dtype}; "

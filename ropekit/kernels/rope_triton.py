@@ -12,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .angles import exact_cos_sin
 from .common import INTERPRETED, qkv_strides
 
 # --- the kernel ------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def rope_qk_kernel(
     stride_cos_b, stride_cos_s, stride_pos_b, stride_pos_s,
     Q_HEADS: tl.constexpr, K_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
     HALF: tl.constexpr, HALF_PAD: tl.constexpr, PASS_PAD: tl.constexpr,
-    PAPER: tl.constexpr, TABLE: tl.constexpr, POS_MODE: tl.constexpr, VARLEN: tl.constexpr,
+    PAPER: tl.constexpr, TABLE: tl.constexpr, EXACT: tl.constexpr, POS_MODE: tl.constexpr, VARLEN: tl.constexpr,
     COPY_PASS: tl.constexpr, ALIGN: tl.constexpr,
     BLOCK_S: tl.constexpr, BLOCK_HQ: tl.constexpr, BLOCK_HK: tl.constexpr,
 ):
@@ -91,7 +92,9 @@ def rope_qk_kernel(
     POS_MODE: 0 position = index in sequence + offset; 1 + a per-sequence offset read
     from pos_ptr; 2 position = pos_ptr[b, s] (position_ids). TABLE: cos/sin are read
     from row `position` of a table (NaN for a row outside it, so a bad index is loud);
-    else they are computed from inv_freq in float32, exactly as rope_cos_sin does.
+    else they are computed from inv_freq in float32, exactly as rope_cos_sin does, or with
+    EXACT from the int64 fixed-point turns at inv_freq_ptr (m·F_i wraps modulo 2^64, so
+    positions are int64 all the way: see ropekit.kernels.angles).
     ALIGN: the token and head strides of q, k and the outputs are passed divided by
     ALIGN (16 bytes' worth of elements when they all allow it, else 1).
     """
@@ -139,6 +142,8 @@ def rope_qk_kernel(
         mask = valid[:, None] & (f < HALF)[None, :]
         cos = tl.load(cos_ptr + row, mask=mask, other=float("nan")).to(tl.float32)
         sin = tl.load(sin_ptr + row, mask=mask, other=float("nan")).to(tl.float32)
+    elif EXACT:
+        cos, sin = exact_cos_sin(m, tl.load(inv_freq_ptr + f, mask=f < HALF, other=0))
     else:
         inv_freq = tl.load(inv_freq_ptr + f, mask=f < HALF, other=0.0).to(tl.float32)
         angle = m.to(tl.float32)[:, None] * inv_freq[None, :]
@@ -163,9 +168,10 @@ BLOCK_SIZE_CACHE: dict = {}
 COMPILED_LAUNCHERS: dict = {}
 
 
-def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, table, heads_outer):
-    """Block sizes and warps for one (heads, head_dim, rotary_dim, dtype, layout, mode,
-    memory order) family; heads_outer: the (batch, heads, seq, head_dim) memory of HF.
+def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, angles, heads_outer):
+    """Block sizes and warps for one (heads, head_dim, rotary_dim, dtype, layout, angles,
+    memory order) family; angles: "table", "float32" or "exact" (where cos/sin come from);
+    heads_outer: the (batch, heads, seq, head_dim) memory of HF.
 
     Never from batch or sequence length: a new batch size must reuse the compiled kernel.
     Tiles of 4096 elements at 4 warps (32 per thread, 16-byte vectors, no spills). A
@@ -178,8 +184,17 @@ def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, ta
     head_dim) memory is slower (0.92-0.96× in tuning runs of benchmarks/gpu_rope_tune.py,
     not committed). More warps on the same tile spread it thinner: each thread holds fewer
     heads of a token and recomputes cos/sin more often.
+
+    Angles computed in the kernel. The committed H200 run (benchmarks/results/h200-angles/,
+    bf16, 32 + 8 heads, head_dim 128, 640 and 1280 MB of q and k) timed both candidate sizes:
+    exact angles are fastest with these table sizes (0.98-0.99× copy in the half layout,
+    1.00× in the paper layout; 0.94-0.97× with _computed_angle_block_sizes); float32 angles
+    in the half layout are fastest with _computed_angle_block_sizes (0.93× against 0.84×),
+    in the paper layout with the table sizes (0.99× against 0.96×).
     """
     row = 2 * triton.next_power_of_2(rotary_dim // 2)
+    if angles == "float32" and not paper:
+        return _computed_angle_block_sizes(q_heads, k_heads, row)
     bytes_per_token = (q_heads + k_heads) * head_dim * itemsize
     block_s = min(64, _prev_power_of_2(max(1, 16384 // bytes_per_token)))
     if heads_outer:
@@ -190,6 +205,35 @@ def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, ta
     return block_s, block_hq, block_hk, 4
 
 
+def _computed_angle_block_sizes(q_heads, k_heads, row):
+    """Block sizes for float32 angles computed in the kernel, half layout (see pick_block_sizes).
+
+    Why the table's sizes are wrong here. cos/sin live in registers laid out like the tile
+    that uses them, and each thread computes the entries of the columns it holds. With the
+    table's sizes (one token; 32 q heads and 8 k heads per block for a 32 + 8 head model)
+    every (token, pair) is computed by all the threads that hold other heads of that token,
+    and twice over, because the q and k tiles have different shapes and so
+    different layouts. Compiled for sm_90 (bf16, 32 + 8 heads, head_dim 128, half layout),
+    that program runs 2312 SASS instructions per token with triton 3.6 (3256 with triton
+    3.9) against 432 reading a table: libdevice's sinf/cosf, repeated. This is our
+    explanation of the ~0.84× of a copy that issue 15 reports for float32 in-kernel angles
+    in the half layout on the H200, below table mode.
+
+    So here q and k share one head block (one layout: cos/sin computed once per thread)
+    of at most 4 heads, and a program takes more tokens instead (4096-element tiles), so
+    the threads of a head block hold different tokens rather than the same one: 397
+    instructions per token for float32 angles and 253 for exact ones with triton 3.6 (709
+    and 252 with 3.9), at or below the table's 432. Counts from
+    benchmarks/kernel_instruction_counts.py, committed in
+    benchmarks/results/sm90-instruction-counts/. Instruction counts are not speed: the H200
+    run measured that these sizes help float32 angles in the half layout (0.84× -> 0.93× of
+    a copy) but not exact angles, whose cheaper arithmetic runs best with the table's sizes.
+    """
+    block_h = min(4, triton.next_power_of_2(min(q_heads, k_heads)))
+    block_s = min(64, max(1, 4096 // (row * block_h)))
+    return block_s, block_h, block_h, 4
+
+
 def _prev_power_of_2(n):
     return 1 << (n.bit_length() - 1)
 
@@ -198,7 +242,8 @@ class RopeLaunch(NamedTuple):
     """What one launch rotates by, checked and normalised by :func:`check_arguments`. The field
     order is the custom ops' argument order (after q and k)."""
 
-    # angles: a table (cos, sin) or inv_freq for angles computed in the kernel
+    # angles: a table (cos, sin), or inv_freq for angles computed in the kernel (float
+    # frequencies; int64 fixed-point turns for exact angles)
     cos: Optional[torch.Tensor]
     sin: Optional[torch.Tensor]
     # positions: a tensor (offsets or position_ids) or None, plus an int offset
@@ -234,7 +279,9 @@ def launch_kernel(q, k, q_out, k_out, launch: RopeLaunch):
         return
 
     paper, table = layout == "paper", cos is not None
-    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size(), paper, table, stride_qh > stride_qs)
+    exact = not table and inv_freq.dtype == torch.int64  # fixed-point turns: exact angles
+    angles = "table" if table else "exact" if exact else "float32"
+    key = (q_heads, k_heads, head_dim, rotary_dim, q.element_size(), paper, angles, stride_qh > stride_qs)
     config = BLOCK_SIZE_CACHE.get(key)
     if config is None:
         config = BLOCK_SIZE_CACHE[key] = pick_block_sizes(*key)
@@ -264,7 +311,7 @@ def launch_kernel(q, k, q_out, k_out, launch: RopeLaunch):
         align = 1
     half = rotary_dim // 2
     constexprs = (q_heads, k_heads, head_dim, half, triton.next_power_of_2(half),
-                  triton.next_power_of_2(max(1, head_dim - rotary_dim)), paper, table, pos_mode, varlen,
+                  triton.next_power_of_2(max(1, head_dim - rotary_dim)), paper, table, exact, pos_mode, varlen,
                   rotary_dim < head_dim and q_out is not q, align, block_s, block_hq, block_hk)
     ints = (seq_len, n_rows, offset, n_seqs, *strides, stride_cos_b, stride_cos_s, stride_pos_b, stride_pos_s)
     pointers = (q, k, q_out, k_out, cos, sin, positions, inv_freq, cu_seqlens)

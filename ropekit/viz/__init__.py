@@ -27,7 +27,12 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.xpos`: ``plot_xpos_decay`` (lesson 03);
 * :mod:`ropekit.viz.reported`: ``plot_rerope_post_tables``, results quoted from the ReRoPE post (lesson 04);
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
+* :mod:`ropekit.viz.precision`: ``plot_cos_sin_error``, ``plot_rotation_error``,
+  ``plot_logit_drift`` (lesson 09);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
+* :mod:`ropekit.viz.multiaxis`: ``plot_grid_scores``, ``plot_mrope_position_ids``,
+  ``plot_mrope_pair_axes``, ``plot_pair_scores``, ``plot_irope_temperature``,
+  ``plot_cache_bytes`` (lesson 08: images, video, p-RoPE, iRoPE, MLA);
 * :mod:`ropekit.viz.style`: the shared look (palette, font sizes, colour maps);
 * :mod:`ropekit.viz.common`: panel and cell helpers the modules share.
 
@@ -46,6 +51,15 @@ from .interactive import (
     interactive_rotation_2d,
 )
 from .reported import plot_rerope_post_tables
+from .multiaxis import (
+    plot_cache_bytes,
+    plot_grid_scores,
+    plot_irope_temperature,
+    plot_mrope_pair_axes,
+    plot_mrope_position_ids,
+    plot_pair_scores,
+)
+from .precision import plot_cos_sin_error, plot_logit_drift, plot_rotation_error
 from .rotation import plot_rotation_2d, plot_rotation_matrix
 from .spectrum import plot_frequency_spectrum
 from .xpos import plot_xpos_decay
@@ -61,7 +75,16 @@ __all__ = [
     "plot_benchmark",
     "plot_xpos_decay",
     "plot_rerope_post_tables",
+    "plot_cos_sin_error",
+    "plot_rotation_error",
+    "plot_logit_drift",
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
     "interactive_rotation_2d",
+    "plot_grid_scores",
+    "plot_mrope_position_ids",
+    "plot_mrope_pair_axes",
+    "plot_pair_scores",
+    "plot_irope_temperature",
+    "plot_cache_bytes",
 ]
