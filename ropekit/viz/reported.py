@@ -19,7 +19,7 @@ _FLOATS = ("acc_512", "acc_4096_repeated", "acc_4096_nonrepeated")
 def read_reported_table(path) -> list[dict]:
     """Rows of a quoted-results CSV (``docs/data/rerope_post_tables.csv``): lines starting
     with ``#`` say where the numbers come from and are skipped; ``window`` and ``leaky_k``
-    become int (None when empty), the accuracy columns float (percent)."""
+    become int (None when empty), the accuracy columns float (percent). Lesson 04 §9."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a CSV path, got {type(path).__name__}")
     with open(path, newline="", encoding="utf-8") as f:
@@ -40,6 +40,7 @@ def plot_rerope_post_tables(path, *, axes=None):
     line per log-n variant, solid for repeated text, dashed for non-repeated. Right: Leaky
     ReRoPE against k (the ``leaky`` table, log n in training) for w = 128 and 256, with
     ReRoPE (k = ∞) of the same w as a horizontal line. The training length is 512.
+    path: the CSV read by :func:`read_reported_table`; axes: two Axes. Lesson 04 §9.
     """
     rows = read_reported_table(path)
     fig, (ax_w, ax_k) = figure_axes(axes, 2, (15, 5.6), "axes")

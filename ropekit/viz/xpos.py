@@ -15,7 +15,7 @@ __all__ = ["xpos_zeta", "xpos_decay_bound", "plot_xpos_decay"]
 
 def xpos_zeta(rotary_dim: int, gamma: float = 0.4) -> torch.Tensor:
     """ζ_i = (2i/r + γ)/(1 + γ) for the r/2 rotary pairs, float64 ``(rotary_dim // 2,)``:
-    the per-pair base of xPos's scale (Sun et al. 2022, eq. 5-6; γ = 0.4 in the paper)."""
+    the per-pair base of xPos's scale (Sun et al. 2022, eq. 5-6; γ = 0.4 in the paper). Lesson 03 §8."""
     check_int(rotary_dim, "rotary_dim", minimum=2)
     i = torch.arange(rotary_dim // 2, dtype=torch.float64)
     return (2 * i / rotary_dim + gamma) / (1 + gamma)
@@ -27,6 +27,7 @@ def xpos_decay_bound(distances, inv_freq, scale_base: float = 512.0) -> torch.Te
 
     The summation by parts of RoFormer §3.4.3 goes through unchanged with e^{iΔθ_l}
     replaced by ζ_l^{Δ/B} e^{iΔθ_l}, the factor xPos gives pair l of a logit at distance Δ.
+    distances: ``(n,)``; inv_freq: ``(d/2,)``; returns ``(n,)``. Lesson 03 §8.
     """
     theta = inv_freq.to(torch.float64)
     delta = torch.as_tensor(distances, dtype=torch.float64)[:, None]
