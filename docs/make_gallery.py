@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 import ropekit  # noqa: E402
 from ropekit import rope2d, viz  # noqa: E402
-from ropekit.bench import read_results  # noqa: E402
+from ropekit.bench import read_results, results_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "docs" / "gallery"
@@ -35,9 +35,8 @@ def repeated_token(seq, head_dim, seed=0):
 def benchmark_csv():
     """The fullest results.csv under benchmarks/results/ (most rows: a full sweep rather than
     a --quick one; file mtimes mean nothing in a fresh clone), else a small CPU run."""
-    # only ropekit.bench's format (it has a "suite" column); other scripts write other CSVs
-    stored = sorted((p for p in (ROOT / "benchmarks" / "results").glob("**/*.csv")
-                     if "suite" in p.read_text().split("\n", 1)[0].split(",")),
+    # only ropekit.bench's files (results_files checks the header); other scripts write other CSVs
+    stored = sorted(results_files(ROOT / "benchmarks" / "results"),
                     key=lambda p: (len(p.read_text().splitlines()), str(p)))
     if stored:
         return stored[-1], ""

@@ -121,6 +121,10 @@ def rope_attention(
             ``"paper"``: ζ_0, ζ_0, ζ_1, ζ_1, ...), so pair i's part of a logit gains the
             factor ζ_i^{(n−m)/scale_base}: still a function of n − m only, now decaying
             with distance. Unrotated features (beyond rotary_dim) are not scaled.
+            With xPos the scaled q, k and logits are float64: ζ_0^{±p/scale_base} leaves
+            float32's range once positions span about 36k tokens at scale_base 512.
+            Spans past float64's range (``xpos_max_span``: about 245k tokens at 512)
+            raise a ValueError that names the limit.
 
     Returns:
         ``(batch, seq, heads, v_dim)`` in q's dtype; rotation, logits and softmax run in
@@ -135,15 +139,28 @@ def rope_attention(
     positions = positions_or_arange(positions, "positions", batch, seq, q.device)
     if xpos_scale_base is not None:
         xpos_scale_base = real(xpos_scale_base, "xpos_scale_base", above=0, what=" (512 in xPos) or None")
-    compute = compute_dtype(q)
+    compute = compute_dtype(q) if xpos_scale_base is None else torch.float64
     q, k = q.to(compute), k.to(compute)
     positions = positions.to(q.device)
     if xpos_scale_base is not None:
-        zeta_power = _xpos_scale(positions, inv_freq, q.shape[-1], xpos_scale_base, layout).to(compute)
+        span = float(positions.max() - positions.min()) if positions.numel() else 0.0
+        if span > xpos_max_span(xpos_scale_base):
+            raise ValueError(
+                f"positions span {span:g} tokens, more than xPos with xpos_scale_base={xpos_scale_base:g} can "
+                f"represent: ζ_0^(span/scale_base) must stay within float64, so at most "
+                f"{xpos_max_span(xpos_scale_base):,.0f} tokens (raise xpos_scale_base)")
+        zeta_power = _xpos_scale(positions, inv_freq, q.shape[-1], xpos_scale_base, layout)
         q, k = q * zeta_power, k / zeta_power
     rotated_q = rotate(q, positions, inv_freq, layout, attention_factor)
     rotated_k = rotate(k, positions, inv_freq, layout, attention_factor)
     return attend(scores(rotated_q, rotated_k), v, causal)
+
+
+def xpos_max_span(scale_base):
+    """The widest span of positions xPos can scale in float64: the slowest-decaying
+    pair's ζ_0^(span/scale_base), with ζ_0 = 0.4/1.4 (γ = 0.4), is kept within e^±600,
+    leaving float64 (e^709) room for the q·k products themselves."""
+    return 600 * scale_base / -math.log(0.4 / 1.4)
 
 
 def _xpos_scale(positions, inv_freq, head_dim, scale_base, layout):
@@ -159,7 +176,8 @@ def _xpos_scale(positions, inv_freq, head_dim, scale_base, layout):
     zeta = torch.cat((zeta, zeta)) if layout == "half" else zeta.repeat_interleave(2)
     zeta = torch.cat((zeta, torch.ones(head_dim - 2 * half, dtype=torch.float64))).to(positions.device)
     p = positions.to(torch.float64)
-    power = (p - (p.max() + p.min()) / 2)[..., None] / scale_base
+    centre = (p.max() + p.min()) / 2 if p.numel() else 0.0
+    power = (p - centre)[..., None] / scale_base
     return (zeta**power)[..., None, :]  # a heads axis
 
 
@@ -230,11 +248,26 @@ def rerope_attention(
     return attend(torch.where(inside, a1, a2), v, causal)
 
 
-def log_n_scale(positions, train_length):
-    """max(1, log_L n) for token number n = position + 1 (float64, shape of positions):
-    the log-n query scale of the ReRoPE post (lesson 04)."""
+def log_n_scale(positions, train_length, clamp=True):
+    """The log-n factor that multiplies the query of token number n = position + 1.
+
+        clamp=True:  max(1, log_L n)   (Su, "ReRoPE" post, kexue.fm/archives/9708: added at
+                                        test time to a model trained without it; queries
+                                        within the first L tokens are unchanged)
+        clamp=False: log_L n           (Su, "entropy invariance", kexue.fm/archives/8823: the
+                                        form a model is trained with; below 1 inside L)
+
+    Args:
+        positions: 0-based positions of any shape (integer or real tensor).
+        train_length: L, the training length (an integer >= 2).
+
+    Returns:
+        float64 tensor of positions' shape. :func:`rerope_attention` applies the clamped
+        form itself (``log_n_train_length``); ``ropekit.model`` uses both. Lesson 04.
+    """
     n = positions.to(torch.float64) + 1
-    return (n.log() / math.log(train_length)).clamp(min=1.0)
+    scale = n.log() / math.log(train_length)
+    return scale.clamp(min=1.0) if clamp else scale
 
 
 # --- the pieces every attention function is made of (also used by ropekit.decode) -----
@@ -248,7 +281,8 @@ def compute_dtype(x):
 def rotate(x, positions, inv_freq, layout="half", attention_factor=1.0):
     """R_p x for x ``(batch, seq, heads, head_dim)`` and positions ``(seq,)`` or ``(batch, seq)``."""
     cos, sin = rope_cos_sin(positions, inv_freq.to(x.device), attention_factor)
-    return apply_rope(x, cos[..., None, :], sin[..., None, :], layout)  # a heads axis
+    # inv_freq narrower than head_dim means partial rotary here (documented per function)
+    return apply_rope(x, cos[..., None, :], sin[..., None, :], layout, 2 * inv_freq.shape[0])  # a heads axis
 
 
 def scores(q, k):
@@ -312,7 +346,7 @@ def attention_logits(q, k, scheme: str = "rope", inv_freq=None, *, window=None, 
     logits = torch.full((seq, seq), float("nan"), dtype=torch.float64)
     for i in range(seq):  # one query row at a time keeps memory at seq·head_dim
         cos, sin = rope_cos_sin(P[i, : i + 1], inv_freq)
-        rotated = apply_rope(q[i].expand(i + 1, head_dim), cos, sin, layout)
+        rotated = apply_rope(q[i].expand(i + 1, head_dim), cos, sin, layout, 2 * inv_freq.shape[0])
         logits[i, : i + 1] = (rotated * k[: i + 1]).sum(-1) / math.sqrt(head_dim)
     return logits
 

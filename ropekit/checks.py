@@ -3,8 +3,13 @@
 Each check raises a ``TypeError`` or ``ValueError`` whose message names the argument and
 what was expected, so a shape or type mistake never turns into a silent wrong answer or a
 failure deep inside torch. Everything here reads only Python attributes of tensors
-(shape, dtype, device, stride): no ``.item()``, no host synchronisation, so the kernels'
-fast paths can call these checks too.
+(shape, dtype, device, stride, data pointer): no ``.item()``, no host synchronisation, so
+the kernels' fast paths can call these checks too. Shape comparisons are plain ``==`` so
+that torch.compile can decide them on symbolic (dynamic) sizes. 
+
+What needs more than attributes (overlapping memory, values such as cu_seqlens or
+positions outside the table) is in :mod:`ropekit.validation`, with the one policy for
+positions outside the cos/sin table.
 
 The tensor-order rule of the whole library is stated here once and followed everywhere:
 queries, keys and values are ``(batch, seq, heads, head_dim)`` (``QKV_ORDER``), the
@@ -18,6 +23,8 @@ from __future__ import annotations
 import numbers
 
 import torch
+
+from .validation import check_inplace
 
 LAYOUTS = ("paper", "half")
 ANGLES = ("float32", "exact")  # how the angle m·θ_i is formed (ropekit.exact_angles, lesson 09)
@@ -203,6 +210,7 @@ def check_qkv(q, k, v, same_length: bool = True) -> None:
 # --- apply_rope_qk: the kernel and its reference twin check the same things ---------------
 
 INT_DTYPES = (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8)
+UNSIGNED_DTYPES = tuple(getattr(torch, name) for name in ("uint8", "uint16", "uint32", "uint64") if hasattr(torch, name))
 
 
 def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens,
@@ -239,8 +247,8 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
     check_layout(layout)
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be True or False, got {inplace!r}")
-    if inplace and q is k:
-        raise ValueError("inplace=True needs q and k to be different tensors")
+    if inplace:
+        check_inplace(q, k)
 
     check_angles(angles)
     if cos is not None or sin is not None:
@@ -262,14 +270,8 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
         attention_factor = real(attention_factor, "attention_factor")
         half = inv_freq.shape[0]
 
-    if rotary_dim is None:
-        rotary_dim = 2 * half
-    elif not is_integer(rotary_dim) or int(rotary_dim) != 2 * half:
-        source = "cos.shape[-1]" if inv_freq is None else "len(inv_freq)"
-        raise ValueError(f"rotary_dim must be 2 * {source} = {2 * half}, got {rotary_dim!r}")
-    rotary_dim = int(rotary_dim)
-    if not 0 < rotary_dim <= head_dim:
-        raise ValueError(f"rotary_dim ({rotary_dim}) must be between 2 and head_dim ({head_dim})")
+    source = "cos/sin" if inv_freq is None else "inv_freq"
+    rotary_dim = check_rotary_width(half, head_dim, rotary_dim, source)
 
     offset = 0
     if isinstance(positions, torch.Tensor):
@@ -281,7 +283,8 @@ def check_rope_qk(q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_fr
 
     if varlen and (not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.shape[0] < 2
                    or cu_seqlens.dtype not in (torch.int32, torch.int64) or cu_seqlens.device != q.device):
-        raise ValueError(f"cu_seqlens must be an int32 (n_seqs + 1,) tensor on {q.device}, got {describe(cu_seqlens)}")
+        raise ValueError(f"cu_seqlens must be an int32 or int64 (n_seqs + 1,) tensor on {q.device}, "
+                         f"got {describe(cu_seqlens)}")
     return rotary_dim, offset, positions, float(attention_factor)
 
 
@@ -300,7 +303,7 @@ def _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor
         raise ValueError("attention_factor applies to inv_freq; a cos/sin table already includes it")
     if cos.dim() == 3 and not varlen:
         batch = q.shape[0]
-        if cos.shape[0] not in (1, batch) or cos.shape[1] != seq:
+        if not one_or(cos.shape[0], batch) or cos.shape[1] != seq:
             raise ValueError(
                 f"cos/sin of shape (batch, seq, rotary_dim // 2) must be ({batch} or 1, {seq}, ...), "
                 f"got {tuple(cos.shape)}"
@@ -313,18 +316,13 @@ def _check_table(cos, sin, q, seq, varlen, positions, inv_freq, attention_factor
             f"cos/sin must be (n_positions, rotary_dim // 2){'' if varlen else ' or (batch, seq, rotary_dim // 2)'}, "
             f"got {tuple(cos.shape)}"
         )
-    elif not varlen and (positions is None or is_integer(positions)):
+    elif positions is None or (is_integer(positions) and not isinstance(positions, torch.Tensor)):
         first = int(positions or 0)
-        if first < 0 or first + seq > cos.shape[0]:
+        if first < 0 or (not varlen and first + seq > cos.shape[0]):
             raise ValueError(
                 f"positions {first} .. {first + seq - 1} need cos/sin rows that the table of "
                 f"{cos.shape[0]} rows does not have"
             )
-    if cos.shape[-1] == q.shape[-1]:
-        raise ValueError(
-            f"cos/sin have head_dim = {cos.shape[-1]} columns; they must have rotary_dim // 2, one per pair. "
-            "Hugging Face's tables repeat the two halves: pass cos[..., :head_dim // 2]"
-        )
     return cos.shape[-1]
 
 
@@ -334,18 +332,54 @@ def _check_positions(positions, q, seq, cu_seqlens):
                          f"on {positions.device}")
     if cu_seqlens is not None:
         n_seqs = cu_seqlens.shape[0] - 1 if isinstance(cu_seqlens, torch.Tensor) and cu_seqlens.dim() == 1 else None
-        if positions.dim() != 1 or positions.shape[0] not in (1, n_seqs):
+        if positions.dim() != 1 or n_seqs is None or not one_or(positions.shape[0], n_seqs):
             raise ValueError(
                 f"with cu_seqlens, positions must be an int or (n_seqs,) = ({n_seqs},) per-sequence offsets "
                 f"(one per sequence), got shape {tuple(positions.shape)}"
             )
         return
     batch = q.shape[0]
-    if positions.dim() == 1 and positions.shape[0] in (1, batch):
+    if positions.dim() == 1 and one_or(positions.shape[0], batch):
         return
-    if positions.dim() == 2 and positions.shape[0] in (1, batch) and positions.shape[1] == seq:
+    if positions.dim() == 2 and one_or(positions.shape[0], batch) and positions.shape[1] == seq:
         return
     raise ValueError(
         f"positions must be (batch,) offsets or (batch, seq) position_ids with batch = {batch} (or 1) and "
         f"seq = {seq}, got shape {tuple(positions.shape)}"
     )
+
+
+
+def one_or(size, n) -> bool:
+    """size == 1 or size == n, written so that torch.compile can decide it when n is a
+    symbolic (dynamic) size: ``size in (1, n)`` compares by identity first and fails there."""
+    return size == 1 or size == n
+
+
+def check_rotary_width(half, head_dim, rotary_dim, source="cos/sin"):
+    """rotary_dim for angles of ``half`` columns (one per feature pair) applied to features
+    of size head_dim; returns it as an int.
+
+    Partial rotary (rotary_dim < head_dim) must be asked for by passing rotary_dim, as
+    transformers asks for ``partial_rotary_factor``: a table built for the wrong head_dim
+    must not quietly leave features unrotated. Tables of Hugging Face's width (the two
+    halves repeated: head_dim columns) and transposed tables get a message that says so.
+    """
+    if 2 * half > head_dim:
+        if half == head_dim:
+            hint = (f"{source} have head_dim = {half} columns: Hugging Face's tables repeat the two halves; "
+                    f"pass cos[..., :{half // 2}] and sin[..., :{half // 2}]")
+        else:
+            hint = f"{source} have {half} columns, more than the {head_dim // 2} pairs of head_dim = {head_dim}"
+        raise ValueError(f"{hint}. ropekit expects (..., seq, rotary_dim // 2): one column per rotated pair, "
+                         "rows by position")
+    if rotary_dim is None:
+        if 2 * half != head_dim:
+            raise ValueError(
+                f"{source} have {half} columns (rotary_dim = {2 * half}) but head_dim is {head_dim}: pass "
+                f"rotary_dim={2 * half} to rotate only the first {2 * half} features (partial rotary), or build "
+                f"the angles for all {head_dim} features (rope_frequencies({head_dim}))")
+        return 2 * half
+    if not is_integer(rotary_dim) or int(rotary_dim) != 2 * half:
+        raise ValueError(f"rotary_dim must be 2 * (columns of {source}) = {2 * half}, got {rotary_dim!r}")
+    return int(rotary_dim)

@@ -29,6 +29,7 @@ import torch
 
 from .attention import attend, compute_dtype, log_n_scale, rotate, scores
 from .checks import (
+    UNSIGNED_DTYPES,
     check_inv_freq,
     check_layout,
     check_leaky_factor,
@@ -97,7 +98,8 @@ def rotate_as_if_first(k, inv_freq, rotated_at=None, layout="half"):
         k: ``(batch, seq, kv_heads, head_dim)`` keys.
         inv_freq: ``(rotary_dim // 2,)``.
         rotated_at: None if k is not rotated; else the ``(seq,)`` or ``(batch, seq)``
-            positions at which k was rotated. Only the rotation is undone: an attention
+            positions at which k was rotated (signed integer or float: bool and unsigned
+            tensors are refused). Only the rotation is undone: an attention
             factor already in the cached keys stays in them.
         layout: ``"half"`` or ``"paper"``.
 
@@ -112,8 +114,9 @@ def rotate_as_if_first(k, inv_freq, rotated_at=None, layout="half"):
     if rotated_at is None:  # unrotated keys: R_0 = I, a copy
         rotated_at = torch.zeros(seq, device=k.device)
     rotated_at = positions_or_arange(rotated_at, "rotated_at", batch, seq, k.device)
-    if rotated_at.dtype == torch.uint8:
-        raise ValueError("rotated_at must be a signed integer or floating-point tensor; uint8 cannot be negated")
+    if rotated_at.dtype in UNSIGNED_DTYPES:  # bool is refused by positions_or_arange
+        raise ValueError(f"rotated_at must be a signed integer or floating-point tensor, got {rotated_at.dtype}: "
+                         "undoing the rotation negates positions, which unsigned integers cannot hold")
     return rotate(k, -rotated_at.to(k.device), inv_freq, layout)  # R_{−p}: back to position 0
 
 

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from .checks import check_dim, is_real
+from .checks import check_dim, integer, is_real, real
 
 SCALINGS = (None, "linear", "ntk", "dynamic", "yarn", "llama3", "longrope", "proportional")
 
@@ -90,8 +90,7 @@ def rope_frequencies(dim: int, base: float = 10000.0, scaling: str | None = None
         ...     low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192)
     """
     check_dim(dim)
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1:
-        raise ValueError(f"base must be a number greater than 1, got {base!r}")
+    base = real(base, "base", above=1)
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     known = _PARAMS[scaling]
@@ -177,8 +176,8 @@ def _dynamic(dim, base, exponents, p):
 def _yarn(dim, base, exponents, p):
     factor = _factor(p)
     original = _positive_int(p, "original_max_position_embeddings", "yarn")
-    beta_fast = float(p.get("beta_fast", 32.0))
-    beta_slow = float(p.get("beta_slow", 1.0))
+    beta_fast = real(p.get("beta_fast", 32.0), "beta_fast")
+    beta_slow = real(p.get("beta_slow", 1.0), "beta_slow")
     if not beta_fast > beta_slow > 0:
         raise ValueError(f"yarn needs beta_fast > beta_slow > 0, got beta_fast={beta_fast}, beta_slow={beta_slow}")
     extrapolated = base**-exponents
@@ -186,7 +185,10 @@ def _yarn(dim, base, exponents, p):
     # §3.2: pair i turns r_i = L_0·θ_i/(2π) times over the training length. Solving
     # r(i) = beta for the (fractional) pair index i gives the ramp's two ends.
     low, high = _yarn_pair_index(beta_fast, dim, base, original), _yarn_pair_index(beta_slow, dim, base, original)
-    if p.get("truncate", True):
+    truncate = p.get("truncate", True)
+    if not isinstance(truncate, bool):
+        raise ValueError(f"truncate must be True or False, got {truncate!r}")
+    if truncate:
         low, high = math.floor(low), math.ceil(high)
     low, high = max(low, 0), min(high, dim - 1)
     if high == low:
@@ -196,9 +198,9 @@ def _yarn(dim, base, exponents, p):
     keep = 1 - ramp
     inv_freq = interpolated * (1 - keep) + extrapolated * keep
 
-    attention_factor = p.get("attention_factor")
+    attention_factor = _optional_real(p, "attention_factor")
     if attention_factor is None:
-        mscale, mscale_all_dim = p.get("mscale"), p.get("mscale_all_dim")
+        mscale, mscale_all_dim = _optional_real(p, "mscale"), _optional_real(p, "mscale_all_dim")
         if mscale and mscale_all_dim:
             attention_factor = _yarn_mscale(factor, mscale) / _yarn_mscale(factor, mscale_all_dim)
         else:
@@ -239,12 +241,12 @@ def _longrope(dim, base, exponents, p):
     original = _positive_int(p, "original_max_position_embeddings", "longrope")
     short = _factor_list(p, "short_factor", dim)
     long = _factor_list(p, "long_factor", dim)
-    factor = float(p.get("factor", 1.0))
-    if factor < 1:
-        raise ValueError(f"factor must be >= 1, got {factor}")
+    factor = real(p.get("factor", 1.0), "factor", at_least=1)
     seq_len = p.get("seq_len")
+    if seq_len is not None:
+        seq_len = integer(seq_len, "seq_len", minimum=1)
     ext = long if seq_len is not None and seq_len > original else short
-    attention_factor = p.get("attention_factor")
+    attention_factor = _optional_real(p, "attention_factor")
     if attention_factor is None:
         attention_factor = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(original))
     return 1.0 / (ext * base**exponents), attention_factor
@@ -303,25 +305,24 @@ def _check_ntk_dim(dim):
 def _required(p, name, scaling):
     if p.get(name) is None:
         raise TypeError(f"rope_frequencies(scaling={scaling!r}) needs the parameter {name!r}")
-    return float(p[name])
+    return real(p[name], name)
+
+
+def _optional_real(p, name):
+    return None if p.get(name) is None else real(p[name], name)
 
 
 def _factor(p):
     if p.get("factor") is None:
         raise TypeError("this scaling needs the parameter 'factor' (the context-extension ratio, >= 1)")
-    factor = float(p["factor"])
-    if not factor >= 1:
-        raise ValueError(f"factor must be >= 1 (a ratio of new to trained length), got {factor}")
-    return factor
+    return real(p["factor"], "factor", at_least=1, what=" (a ratio of new to trained length)")
 
 
 def _positive_int(p, name, scaling):
     value = p.get(name)
     if value is None:
         raise TypeError(f"rope_frequencies(scaling={scaling!r}) needs the parameter {name!r}")
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return integer(value, name, minimum=1)
 
 
 def _factor_list(p, name, dim) -> torch.Tensor:
@@ -331,6 +332,6 @@ def _factor_list(p, name, dim) -> torch.Tensor:
     t = torch.as_tensor(value, dtype=torch.float64)
     if t.shape != (dim // 2,):
         raise ValueError(f"{name} must hold dim // 2 = {dim // 2} factors, got shape {tuple(t.shape)}")
-    if not bool((t > 0).all()):
-        raise ValueError(f"{name} must be positive")
+    if not bool((t > 0).all() & t.isfinite().all()):
+        raise ValueError(f"{name} must hold finite positive factors, got {t.tolist()}")
     return t

@@ -192,7 +192,7 @@ def apply_mrope(x: torch.Tensor, position_ids: torch.Tensor, inv_freq: torch.Ten
     """
     _check_x(x, "x")
     cos, sin = mrope_cos_sin(position_ids, inv_freq, sections, interleaved, attention_factor)
-    return apply_rope(x, cos[:, :, None], sin[:, :, None], layout)
+    return apply_rope(x, cos[:, :, None], sin[:, :, None], layout, 2 * cos.shape[-1])
 
 
 def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layout="half", attention_factor=1.0,
@@ -216,8 +216,8 @@ def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layou
                          f"on batch, seq and head_dim, got {tuple(q.shape)} and {tuple(k.shape)}")
     check_mrope_positions(positions, q.shape[0], q.shape[1])
     cos, sin = mrope_cos_sin(positions, inv_freq, sections, interleaved, attention_factor)
-    q_out = apply_rope(q, cos[:, :, None], sin[:, :, None], layout)
-    k_out = apply_rope(k, cos[:, :, None], sin[:, :, None], layout)
+    q_out = apply_rope(q, cos[:, :, None], sin[:, :, None], layout, 2 * cos.shape[-1])
+    k_out = apply_rope(k, cos[:, :, None], sin[:, :, None], layout, 2 * cos.shape[-1])
     if inplace:
         return q.copy_(q_out), k.copy_(k_out)
     return q_out, k_out

@@ -29,10 +29,13 @@ R_{Θ,m}; ``*_loop`` walks pair by pair); the tests check that they agree.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
-from .checks import LAYOUTS, check_angles, check_dim, check_layout, check_rope_qk, describe
+from .checks import LAYOUTS, check_angles, check_dim, check_layout, check_rope_qk, check_rotary_width, describe, integer
 from .exact_angles import exact_cos_sin
+from .validation import check_rope_qk_values
 
 
 # --- angles --------------------------------------------------------------------------
@@ -63,10 +66,11 @@ def rope_cos_sin(positions, inv_freq: torch.Tensor, attention_factor: float = 1.
     """
     if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1:
         raise ValueError(f"inv_freq must be a 1-D tensor of shape (rotary_dim // 2,), got {describe(inv_freq)}")
-    if isinstance(positions, int):
-        positions = torch.arange(positions, device=inv_freq.device)
     if not isinstance(positions, torch.Tensor):
-        raise TypeError(f"positions must be a tensor or an int, got {type(positions).__name__}")
+        if isinstance(positions, bool) or not isinstance(positions, numbers.Integral):
+            raise TypeError(f"positions must be a tensor or an int n (for arange(n)), got {type(positions).__name__}")
+        positions = torch.arange(integer(positions, "positions", minimum=0, what=" (a count n for arange(n))"),
+                                 device=inv_freq.device)
     if positions.is_complex() or positions.dtype == torch.bool:
         raise TypeError(f"positions must be integer or real, got dtype {positions.dtype}")
     if check_angles(angles) == "exact":
@@ -156,7 +160,7 @@ def apply_rope_loop(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layou
 
 
 def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary_dim=None, *,
-                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None, angles="float32"):
+                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None, angles="float32", validate=None):
     """Rotate queries and keys by their positions: the plain-torch twin of
     :func:`ropekit.kernels.apply_rope_qk`, with the same arguments, shapes and result, so
     either can replace the other by changing the import (the tests compare them).
@@ -179,15 +183,16 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
 
     Returns:
         ``(q_out, k_out)`` of q's and k's shapes and dtypes (math in float32, or float64 for
-        float64 inputs). Unlike the kernel, which cannot check values without a host
-        synchronisation, this twin checks them all and raises: positions outside the
-        table, cu_seqlens not starting at 0, decreasing or ending past the tokens, and
-        per-sequence offsets that do not match the number of sequences.
+        float64 inputs). Unlike the kernel, which checks values only when asked
+        (``validate``: they need a host synchronisation), this twin checks them always,
+        whatever ``validate`` says, and raises: positions outside the table, cu_seqlens
+        not starting at 0, decreasing or ending past the tokens.
 
     Lesson 05 compares the two.
     """
     rotary_dim, offset, positions, attention_factor = check_rope_qk(
         q, k, cos, sin, layout, inplace, rotary_dim, positions, inv_freq, attention_factor, cu_seqlens, angles)
+    check_rope_qk_values(q, cos, positions, offset, cu_seqlens)
     if cu_seqlens is None and positions is None:  # positions offset .. offset + seq − 1: no gather
         seq = q.shape[1]
         if cos is None:
@@ -206,7 +211,7 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
 
 def _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor, cu_seqlens, angles):
     """cos, sin of each token's position m, ``(batch, seq, r/2)`` (``(tokens, r/2)`` packed),
-    with cos = 1, sin = 0 for packed padding; every position is checked against the table."""
+    with cos = 1, sin = 0 for packed padding (positions already checked against the table)."""
     if cu_seqlens is None:
         batch, seq = q.shape[:2]
         index = torch.arange(seq, device=q.device).expand(batch, seq)
@@ -217,18 +222,12 @@ def _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor
     if positions is None:
         m = index + offset
     elif positions.dim() == 1:  # per-sequence offsets (one for all when there is one)
-        m = index + positions.long()[seq_of_token if positions.shape[0] > 1 else 0] + offset
+        m = index + positions.long()[seq_of_token if positions.shape[0] != 1 else 0] + offset
     else:
         m = positions.long().expand(index.shape) + offset
     if cos is None:
         cos, sin = rope_cos_sin(m, inv_freq, attention_factor, angles)
-    elif cos.dim() == 2:  # a table: row m is position m
-        bad = (m < 0) | (m >= cos.shape[0])
-        if inside is not None:
-            bad &= inside
-        if bool(bad.any()):
-            raise ValueError(f"positions reach {int(m[bad].min())} .. {int(m[bad].max())}, outside the cos/sin "
-                             f"table of {cos.shape[0]} rows (0 .. {cos.shape[0] - 1})")
+    elif cos.dim() == 2:  # a table: row m is position m (padding tokens clamped, then masked)
         row = m.clamp(0, cos.shape[0] - 1)
         cos, sin = cos[row], sin[row]
     if inside is not None:  # tokens after the last packed sequence pass through
@@ -239,11 +238,8 @@ def _per_token_angles(q, cos, sin, positions, offset, inv_freq, attention_factor
 
 def _packed_positions(cu_seqlens, total):
     """For packed tokens 0 .. total − 1: index in its sequence, whether it lies in any
-    sequence, and which sequence; cu_seqlens is checked in full (a host sync)."""
+    sequence, and which sequence (cu_seqlens already checked)."""
     cu = cu_seqlens.long()
-    if int(cu[0]) != 0 or bool((cu[1:] < cu[:-1]).any()) or int(cu[-1]) > total:
-        raise ValueError(f"cu_seqlens must start at 0, never decrease and end at most at the {total} tokens, "
-                         f"got {cu.tolist()}")
     token = torch.arange(total, device=cu.device)
     seq_of_token = (torch.searchsorted(cu, token, right=True) - 1).clamp(0, cu.shape[0] - 2)
     return token - cu[seq_of_token], token < cu[-1], seq_of_token
@@ -321,10 +317,21 @@ def apply_rope_complex(x: torch.Tensor, positions, inv_freq: torch.Tensor):
     n (for ``arange(n)``), broadcastable against x's leading dims once the feature axis
     is added; inv_freq ``(rotary_dim // 2,)``. Returns a tensor of x's shape and dtype.
     """
-    if isinstance(positions, int):
-        positions = torch.arange(positions, device=x.device)
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise ValueError(f"x must be a tensor of shape (..., seq, head_dim), got {describe(x)}")
+    if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1:
+        raise ValueError(f"inv_freq must be a 1-D tensor (rotary_dim // 2,), got {describe(inv_freq)}")
+    if not isinstance(positions, torch.Tensor):
+        positions = torch.arange(integer(positions, "positions", minimum=0, what=" or a tensor"), device=x.device)
+    try:
+        fits = torch.broadcast_shapes(positions.shape, x.shape[:-1]) == x.shape[:-1] and positions.dim() > 0
+    except RuntimeError:
+        fits = False
+    if not fits or positions.dtype == torch.bool or positions.is_complex():
+        raise ValueError(f"positions must be an integer or real tensor (seq,) or (batch, seq) that broadcasts against "
+                         f"x's leading dims {tuple(x.shape[:-1])}, got {describe(positions)}")
     angles = positions.to(torch.float32)[..., None] * inv_freq.to(device=x.device, dtype=torch.float32)
-    rotary_dim = _check_apply_args(x, angles, angles, "paper", None)
+    rotary_dim = _check_apply_args(x, angles, angles, "paper", 2 * inv_freq.shape[0])
     real = torch.promote_types(x.dtype, torch.float32)
     rotor = torch.polar(torch.ones_like(angles, dtype=real), angles.to(real))  # e^{i·mθ}
     pairs = torch.view_as_complex(x[..., :rotary_dim].to(real).reshape(*x.shape[:-1], -1, 2).contiguous())
@@ -377,8 +384,12 @@ def permute_qk_weight(w: torch.Tensor, n_heads: int, layout_from: str, layout_to
     """
     check_layout(layout_from, "layout_from")
     check_layout(layout_to, "layout_to")
-    if not isinstance(n_heads, int) or n_heads <= 0 or w.shape[0] % n_heads:
-        raise ValueError(f"n_heads must be a positive int dividing w.shape[0] = {w.shape[0]}, got {n_heads!r}")
+    if not isinstance(w, torch.Tensor) or w.dim() not in (1, 2):
+        raise ValueError(f"w must be a (n_heads * head_dim, hidden) weight or (n_heads * head_dim,) bias, "
+                         f"got {describe(w)}")
+    n_heads = integer(n_heads, "n_heads", minimum=1, what=f" dividing w.shape[0] = {w.shape[0]}")
+    if w.shape[0] % n_heads:
+        raise ValueError(f"n_heads must be a positive integer dividing w.shape[0] = {w.shape[0]}, got {n_heads!r}")
     if layout_from == layout_to:
         return w.clone()
     per_head = w.reshape(n_heads, w.shape[0] // n_heads, *w.shape[1:])
@@ -403,17 +414,18 @@ def _check_apply_args(x, cos, sin, layout, rotary_dim):
         raise ValueError(f"cos and sin must have the same shape, got {tuple(cos.shape)} and {tuple(sin.shape)}")
     if x.dim() < 2:
         raise ValueError(f"x must have shape (..., seq, head_dim), got {tuple(x.shape)}")
-    head_dim = x.shape[-1]
-    if rotary_dim is None:
-        rotary_dim = 2 * cos.shape[-1]
-    if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int) or rotary_dim <= 0 or rotary_dim % 2:
-        raise ValueError(f"rotary_dim must be a positive even integer, got {rotary_dim!r}")
-    if rotary_dim > head_dim:
-        raise ValueError(f"rotary_dim ({rotary_dim}) must not exceed x's head_dim ({head_dim})")
-    if cos.shape[-1] != rotary_dim // 2:
-        raise ValueError(
-            f"cos/sin last dimension must be rotary_dim // 2 = {rotary_dim // 2}, got {cos.shape[-1]}"
-        )
+    head_dim, seq = x.shape[-1], x.shape[-2]
+    hint = ""
+    if cos.shape[-1] == seq != cos.shape[-2] != 1 and 2 * cos.shape[-2] <= head_dim:
+        hint = (f" (cos/sin of shape {tuple(cos.shape)} look transposed: ropekit expects (..., seq, rotary_dim // 2), "
+                "rows by position; pass cos.transpose(-1, -2))")
+    if rotary_dim is not None and (not isinstance(rotary_dim, int) or isinstance(rotary_dim, bool)
+                                   or rotary_dim <= 0 or rotary_dim % 2 or rotary_dim > head_dim):
+        raise ValueError(f"rotary_dim must be a positive even integer <= x's head_dim ({head_dim}), got {rotary_dim!r}")
+    try:
+        rotary_dim = check_rotary_width(cos.shape[-1], head_dim, rotary_dim)
+    except ValueError as err:
+        raise ValueError(f"{err}{hint}") from None
     pair_shape = (*x.shape[:-1], rotary_dim // 2)
     try:
         joint = torch.broadcast_shapes(pair_shape, cos.shape)
@@ -423,7 +435,7 @@ def _check_apply_args(x, cos, sin, layout, rotary_dim):
         raise ValueError(
             f"cos/sin of shape {tuple(cos.shape)} do not broadcast against x of shape {tuple(x.shape)}: "
             f"expected (..., seq={x.shape[-2]}, {rotary_dim // 2}) with leading dims that broadcast to "
-            f"{tuple(x.shape[:-2])}"
+            f"{tuple(x.shape[:-2])}{hint}"
         )
     return rotary_dim
 

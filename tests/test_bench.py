@@ -301,7 +301,13 @@ def test_read_results_types_every_column_and_round_trips_write_csv(tmp_path):
 def test_read_results_reads_the_committed_gpu_runs():
     from pathlib import Path
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "results").glob("*/results.csv")):
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    paths = bench.results_files(folder)
+    # the harness's own runs, and only those (other scripts keep other CSVs beside them)
+    assert {p.parent.name for p in paths} >= {"h100", "h100-quick"}
+    for path in paths:
+        assert json.loads((path.parent / "meta.json").read_text())["command"].startswith("python -m ropekit.bench")
+    for path in paths:
         rows = bench.read_results(path)
         with open(path, newline="") as f:
             raw = list(csv.DictReader(f))

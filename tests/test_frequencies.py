@@ -182,7 +182,7 @@ def test_schedules_never_speed_a_pair_up_nor_slow_it_beyond_the_factor(dim, fact
         (dict(dim=8, scaling="rerope"), ValueError, "scaling must be one of"),
         (dict(dim=2, scaling="ntk", factor=2.0), ValueError, "dim must be at least 4"),
         (dict(dim=8, scaling="linear"), TypeError, "factor"),
-        (dict(dim=8, scaling="linear", factor=0.5), ValueError, "factor must be >= 1"),
+        (dict(dim=8, scaling="linear", factor=0.5), ValueError, "factor must be a finite number >= 1"),
         (dict(dim=8, scaling="dynamic", factor=2.0, original_max_position_embeddings=16), TypeError, "seq_len"),
         (dict(dim=8, scaling="yarn", factor=2.0), TypeError, "original_max_position_embeddings"),
         (dict(dim=8, scaling="llama3", factor=2.0, original_max_position_embeddings=16, low_freq_factor=1.0), TypeError, "high_freq_factor"),
@@ -291,7 +291,7 @@ def test_proportional_keeps_the_whole_head_exponents_and_leaves_the_slowest_pair
         (dict(), TypeError, "partial_rotary_factor"),
         (dict(partial_rotary_factor=1.5), ValueError, r"partial_rotary_factor must be a number in \[0, 1\]"),
         (dict(partial_rotary_factor=-0.1), ValueError, "partial_rotary_factor"),
-        (dict(partial_rotary_factor=0.5, factor=0.5), ValueError, "factor must be >= 1"),
+        (dict(partial_rotary_factor=0.5, factor=0.5), ValueError, "factor must be a finite number >= 1"),
         (dict(partial_rotary_factor=0.5, beta_fast=3), TypeError, "unexpected parameter"),
     ],
 )

@@ -102,9 +102,9 @@ def test_any_even_head_dim_and_partial_rotary(device, layout, head_dim, rotary_d
     """Non-power-of-2 sizes are masked; features past rotary_dim pass through."""
     q, k = make_qk(device, torch.float32, 2, 7, 3, 1, head_dim)
     inv_freq, cos, sin = table(device, 7, rotary_dim)
-    q_out, k_out = apply_rope_qk(q, k, cos, sin, layout)
-    assert_close_in_dtype(q_out, reference(q, cos[None], sin[None], layout))
-    assert_close_in_dtype(k_out, reference(k, cos[None], sin[None], layout))
+    q_out, k_out = apply_rope_qk(q, k, cos, sin, layout, rotary_dim=rotary_dim)
+    assert_close_in_dtype(q_out, reference(q, cos[None], sin[None], layout, rotary_dim))
+    assert_close_in_dtype(k_out, reference(k, cos[None], sin[None], layout, rotary_dim))
     assert torch.equal(q_out[..., rotary_dim:], q[..., rotary_dim:])
 
 
@@ -277,12 +277,14 @@ def test_inplace_modifies_the_inputs_and_autograd_still_agrees(device, layout):
     torch.testing.assert_close(grad_w.double(), grad_wd, rtol=1e-5, atol=1e-5)
 
 
-def test_inplace_on_a_leaf_that_requires_grad_is_refused_by_autograd(device):
+def test_inplace_on_a_leaf_that_requires_grad_is_refused_before_writing(device):
     q, k = make_qk(device, torch.float32, 1, 3, 2, 1, 8)
     inv_freq, cos, sin = table(device, 3, 8)
     q.requires_grad_()
-    with pytest.raises(RuntimeError, match="leaf"):
+    q_before, k_before = q.detach().clone(), k.clone()
+    with pytest.raises(ValueError, match="inplace=True cannot overwrite q: it is a leaf tensor that requires grad"):
         apply_rope_qk(q, k, cos, sin, inplace=True)
+    assert torch.equal(q.detach(), q_before) and torch.equal(k, k_before)
 
 
 # --- backward -----------------------------------------------------------------------------------

@@ -393,6 +393,60 @@ def test_interactive_versions_fall_back_to_the_static_figure_outside_jupyter():
     assert len(fig.axes[0].get_lines()[1].get_xdata()) == 4
 
 
+@pytest.fixture
+def in_a_kernel(monkeypatch):
+    """IPython believes it runs in a Jupyter kernel; what the helpers display is collected."""
+    ipywidgets = pytest.importorskip("ipywidgets")
+    import IPython
+    import IPython.display
+
+    class Shell:
+        kernel = object()
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    return ipywidgets, shown
+
+
+def png_of(fig):
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def test_sliders_show_the_static_picture_as_an_image_and_redraw_it(in_a_kernel):
+    ipywidgets, shown = in_a_kernel
+    sliders = viz.interactive_rotation_2d(max_position=5, dim=8)
+    assert isinstance(sliders, viz.interactive.Sliders) and set(sliders.sliders) == {"max_position", "base"}
+    assert sliders.image.value == png_of(viz.plot_rotation_2d(5, None, 8, 10000.0))
+    assert not plt.get_fignums()  # each drawn figure is closed: nothing is shown twice
+    sliders.sliders["max_position"].value = 9  # what letting go of the slider does
+    assert sliders.image.value == png_of(viz.plot_rotation_2d(9, None, 8, 10000.0))
+    assert all(not s.continuous_update for s in sliders.sliders.values())
+    # what was displayed: the box, whose text (shown before the cell is run) is one friendly line
+    (bundle,) = shown
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == sliders.box.model_id
+    assert bundle["text/plain"] == "sliders for viz.plot_rotation_2d (max_position, base): run the cell to use them"
+    assert "interactive(" not in repr(sliders) and repr(sliders).startswith("<sliders for viz.plot_rotation_2d(")
+    # no Output widget anywhere: nbclient's stand-in for one is what hangs headless runs
+    assert not any(isinstance(w, ipywidgets.Output) for w in sliders.box.children)
+
+
+def test_every_slider_helper_builds_sliders_in_a_kernel(in_a_kernel):
+    _, shown = in_a_kernel
+    spectrum = viz.interactive_frequency_spectrum(dim=16, base=500.0, factor=4.0, original_max_position_embeddings=128)
+    expected = viz.plot_frequency_spectrum(16, 500.0, factor=4.0, original_max_position_embeddings=128)
+    assert spectrum.image.value == png_of(expected)
+    relative = viz.interactive_relative_positions(length=5, window=2, factor=3.0)
+    assert relative.image.value == png_of(viz.plot_relative_positions(5, window=2, factor=3.0))
+    assert [b["text/plain"].split(" (")[0] for b in shown] == [
+        "sliders for viz.plot_frequency_spectrum", "sliders for viz.plot_relative_positions"]
+
+
 def test_every_public_name_of_the_former_module_still_works():
     """viz was one module; it is a package by picture family, and each name keeps its old path."""
     import importlib
@@ -420,6 +474,12 @@ def test_every_public_name_of_the_former_module_still_works():
         "plot_pair_scores": "multiaxis",
         "plot_irope_temperature": "multiaxis",
         "plot_cache_bytes": "multiaxis",
+        # lesson 06's pictures of a trained model
+        "plot_loss_curves": "model",
+        "plot_window_ablation": "model",
+        "plot_passkey_heatmap": "model",
+        "plot_attention_entropy": "model",
+        "plot_measured_decay": "model",
     }
     assert set(viz.__all__) == set(family) | {"frequency_schedules"}
     for name, module in family.items():
@@ -502,3 +562,33 @@ def test_rerope_post_tables_draw_the_quoted_numbers():
     plt.close(fig)
     with pytest.raises(TypeError, match="path must be a CSV path"):
         read_reported_table(rows)
+def test_slider_cells_run_headless_without_an_output_widget(tmp_path):
+    """nbconvert/papermill execute a notebook with every slider helper to the end, with no
+    cell timeout; no Output widget is created (nbclient's stand-in for one sends state back
+    on the shell channel while waiting for the reply there: the headless hang of issue 11)."""
+    import os
+
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ropekit.__file__)))
+    cells = ["%matplotlib inline\nfrom ropekit import viz",
+             "sliders = viz.interactive_rotation_2d(max_position=12, dim=16)",
+             "spectrum = viz.interactive_frequency_spectrum(dim=32, original_max_position_embeddings=512)",
+             "relative = viz.interactive_relative_positions(length=6, window=2)",
+             "print('done')"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    path = tmp_path / "sliders.ipynb"
+    nbformat.write(nb, path)
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                          "--inplace", str(path)], env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    done = nbformat.read(path, as_version=4)
+    assert done.cells[-1].outputs[0]["text"] == "done\n"
+    texts = [o["data"]["text/plain"] for c in done.cells[1:4] for o in c.outputs]
+    assert [t.split(" (")[0] for t in texts] == [
+        "sliders for viz.plot_rotation_2d", "sliders for viz.plot_frequency_spectrum",
+        "sliders for viz.plot_relative_positions"]
+    models = {s["model_name"] for s in done.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
+              ["state"].values()}
+    assert "ImageModel" in models and "OutputModel" not in models

@@ -12,10 +12,11 @@ It prints one table per pass and writes into ``my_results/``:
 * ``meta.json``: GPU name, torch / triton / CUDA versions, date, and the exact command.
 
 Without the flag it runs the full shape family (bf16, 32 query heads, 8 kv heads,
-head_dim 128, batch 1 and 4, seq 1024 … 16384), a few minutes. Without a GPU the same command
-times the plain-torch providers on small CPU shapes and says why the Triton ones are
-skipped; CPU numbers say nothing about a GPU (the kernel lesson shows the stored GPU
-results in ``benchmarks/results/`` instead).
+head_dim 128, batch 1 and 4, seq 1024 … 16384), a few minutes. Without a GPU, ``--quick``
+times what a CPU can run (copy, eager torch, the complex form and torch.compile, fp32,
+forward, q + k of 2 to 42 MB) to show the same lesson (one pass over memory beats several);
+CPU numbers say nothing about a GPU, and the run says that GPU figures come from the
+committed results in ``benchmarks/results/`` (the kernel lesson shows them).
 
 The package, one job a module:
 
@@ -95,6 +96,7 @@ from .results import (
     SCHEMA,
     SUITES,
     read_results,
+    results_files,
     write_csv,
 )
 from .suites import run_rerope_suite, run_rope_suite
@@ -128,5 +130,6 @@ __all__ = [
     "BASELINES",
     "write_csv",
     "read_results",
+    "results_files",
     "print_summary",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
@@ -125,6 +126,19 @@ def read_results(data):
     if missing:
         raise ValueError(f"benchmark data lacks the column(s) {missing}; expected {list(COLUMNS)}")
     return [_typed(r, n) for n, r in enumerate(raw)]
+
+
+def results_files(folder):
+    """Every ``results.csv`` under ``folder`` that ``python -m ropekit.bench`` wrote (its header
+    holds every column of :data:`SCHEMA`), sorted by path. Other scripts in ``benchmarks/``
+    keep their own files there with other columns; this leaves them out."""
+    found = []
+    for path in sorted(Path(folder).glob("**/results.csv")):
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if set(COLUMNS) <= set(header):
+            found.append(path)
+    return found
 
 
 def _typed(raw, n):

@@ -37,6 +37,7 @@ import torch
 
 from ..checks import check_rope_qk
 from ..exact_angles import fixed_point_turns
+from ..validation import check_rope_qk_values, validate_requested
 from .common import INTERPRETED, KERNEL_DTYPES
 from .rope_triton import RopeLaunch, launch_kernel
 
@@ -44,7 +45,7 @@ from .rope_triton import RopeLaunch, launch_kernel
 
 
 def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary_dim=None, *,
-                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None, angles="float32"):
+                  positions=None, inv_freq=None, attention_factor=1.0, cu_seqlens=None, angles="float32", validate=None):
     """Rotate queries and keys by their positions (RoFormer eq. 34) in one Triton launch.
 
     Args:
@@ -59,21 +60,30 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
             then ``positions`` must be None). Any float dtype; the math is float32.
         layout: ``"half"`` pairs (i, i + r/2), ``"paper"`` pairs (2i, 2i+1).
         inplace: write the result into q and k and return them (declared to autograd).
+            q and k must not share memory (checked from pointers and strides) and must not
+            be leaves that require grad (checked before anything is written). Views work
+            under autograd too (``q_proj(x).view(b, s, h, d)``, slices of a packed qkv
+            tensor): they are rotated out of place and copied back, one extra pass.
         rotary_dim: rotate the first rotary_dim features and pass the rest through
-            (partial rotary); must equal 2 · cos.shape[-1] (or 2 · len(inv_freq)).
+            (partial rotary); must equal 2 · cos.shape[-1] (or 2 · len(inv_freq)), and
+            must be passed whenever that is less than head_dim.
         positions: the position m of each token, in one of three forms:
             None (m = index in the sequence), an int p (m = p + index: decoding after p
             cached tokens), an integer tensor ``(batch,)`` (``(n_seqs,)`` with
             cu_seqlens) of per-sequence offsets, or an integer ``(batch or 1, seq)``
             position_ids tensor (not with cu_seqlens). With cos/sin, m selects the table
-            row (a row outside the table gives NaN, never a silent wrong answer).
+            row. A position outside the table is an error (one policy, see
+            :mod:`ropekit.checks`): None and int offsets are checked for free and raise;
+            tensor positions cannot be read without a host sync, so their out-of-table
+            tokens come out NaN (loud, never a plausible value) unless ``validate``.
         inv_freq: ``(rotary_dim // 2,)`` from :func:`ropekit.rope_frequencies`, instead of
             cos/sin: the kernel computes cos(m·θ_i) and sin(m·θ_i) itself, exactly as
             :func:`ropekit.rope_cos_sin` does (with ``angles``), and reads no table at all.
         attention_factor: with inv_freq, multiplies cos and sin (YaRN, LongRoPE).
         cu_seqlens: int32 ``(n_seqs + 1,)`` offsets of packed sequences (flash-attention's
             varlen format); each sequence's positions restart at 0 (plus its offset).
-            Tokens after ``cu_seqlens[-1]`` pass through unchanged.
+            Tokens after ``cu_seqlens[-1]`` pass through unchanged. Its dtype, shape and
+            device are checked; its values only with ``validate``.
         angles: with inv_freq, ``"float32"`` (default: one float32 product m·θ_i, as
             Hugging Face and vLLM compute it) or ``"exact"``: the phase from one wrapping
             int64 multiply of 64-bit fixed-point turns (:mod:`ropekit.kernels.angles`),
@@ -81,6 +91,11 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
             inv_freq is turned into ``ropekit.fixed_point_turns(inv_freq)`` on the host at
             every call (one copy and a synchronisation); pass those int64 turns instead
             to avoid it, and always under torch.compile. Lesson 09.
+        validate: also check what needs a host sync: cu_seqlens starts at 0, never
+            decreases and ends within the tokens; every tensor position lies in the
+            table. Raises the twin's ValueError. None (default) reads the environment
+            variable ``ROPEKIT_VALIDATE`` (1: on), a debug mode for a whole program.
+            Eager mode only: under torch.compile the value checks are skipped.
 
     Returns:
         ``(q_out, k_out)`` with the shapes, dtype and strides of q and k (new tensors, or
@@ -95,7 +110,14 @@ def apply_rope_qk(q, k, cos=None, sin=None, layout="half", inplace=False, rotary
                                    cu_seqlens, angles)
     if torch.compiler.is_compiling():
         return _compiled_call(q, k, launch, inplace)
+    if validate_requested(validate):
+        check_rope_qk_values(q, launch.cos, launch.positions, launch.offset, launch.cu_seqlens)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
+        if inplace and (q._base is not None or k._base is not None):
+            # autograd cannot mark two views dirty in one Function: rotate out of place,
+            # then copy back (copy_ into a view is recorded on its base).
+            q_out, k_out = _RopeQK.apply(q, k, False, launch)
+            return q.copy_(q_out), k.copy_(k_out)
         return _RopeQK.apply(q, k, inplace, launch)
     if inplace:
         launch_kernel(q, k, q, k, launch)
@@ -234,7 +256,8 @@ def _compiled_call(q, k, launch, inplace):
 # --- argument checks ---------------------------------------------------------------------
 # Cheap on purpose: only Python attributes of the tensors (shape, stride, dtype, device),
 # no .item(), no synchronisation, no allocation (except a copy for inputs whose features
-# are not contiguous). Out-of-range positions are caught in the kernel (NaN output).
+# are not contiguous). Out-of-range tensor positions are caught in the kernel (NaN output)
+# or, with validate, on the host.
 # What the kernel and its reference twin share is checked in ropekit.checks.
 
 

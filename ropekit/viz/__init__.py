@@ -27,6 +27,8 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.xpos`: ``plot_xpos_decay`` (lesson 03);
 * :mod:`ropekit.viz.reported`: ``plot_rerope_post_tables``, results quoted from the ReRoPE post (lesson 04);
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
+* :mod:`ropekit.viz.model`: ``plot_loss_curves``, ``plot_window_ablation``,
+  ``plot_passkey_heatmap``, ``plot_attention_entropy``, ``plot_measured_decay`` (lesson 06);
 * :mod:`ropekit.viz.precision`: ``plot_cos_sin_error``, ``plot_rotation_error``,
   ``plot_logit_drift`` (lesson 09);
 * :mod:`ropekit.viz.interactive`: the ``interactive_*`` slider versions;
@@ -51,6 +53,13 @@ from .interactive import (
     interactive_rotation_2d,
 )
 from .reported import plot_rerope_post_tables
+from .model import (
+    plot_attention_entropy,
+    plot_loss_curves,
+    plot_measured_decay,
+    plot_passkey_heatmap,
+    plot_window_ablation,
+)
 from .multiaxis import (
     plot_cache_bytes,
     plot_grid_scores,
@@ -81,6 +90,11 @@ __all__ = [
     "interactive_frequency_spectrum",
     "interactive_relative_positions",
     "interactive_rotation_2d",
+    "plot_loss_curves",
+    "plot_window_ablation",
+    "plot_passkey_heatmap",
+    "plot_attention_entropy",
+    "plot_measured_decay",
     "plot_grid_scores",
     "plot_mrope_position_ids",
     "plot_mrope_pair_axes",

@@ -63,7 +63,8 @@ def plot_benchmark(data, suite: str = "rope", *, batch=None, axes=None):
                          if c not in varying and rows[0][c] not in ("", None))
 
     if suite == "rope":
-        fig, flat = figure_axes(axes, 2 * len(passes), (5.4 * len(passes) + 1, 9.0), "axes", nrows=2)
+        width = max(5.4 * len(passes) + 1, 11.0)  # one pass: room for the legend beside it
+        fig, flat = figure_axes(axes, 2 * len(passes), (width, 9.0), "axes", nrows=2)
         panels = [(flat[n], flat[len(passes) + n], p) for n, p in enumerate(passes)]
         quantities = (
             ("gbps", "GB/s (bytes of q, k in + out)"),
