@@ -7,7 +7,10 @@ position ids:
 
 * ``copy``: ``q.clone(); k.clone()``, the yardstick: RoPE is bound by memory, and a kernel
   that reads q and k once and writes them once cannot beat a copy of the same bytes;
-* ``ropekit``: ``ropekit.kernels.apply_mrope_qk``, one launch for q and k;
+* ``ropekit``: ``ropekit.kernels.apply_mrope_qk``, one launch for q and k, float32 angles
+  (the default, as transformers forms them);
+* ``ropekit-exact``: the same kernel with ``angles="exact"``, given the int64
+  ``ropekit.fixed_point_turns`` made once outside the timed call (as a model holds them);
 * ``ropekit-1d``: ``ropekit.kernels.apply_rope_qk`` with in-kernel angles from the t ids
   alone (plain 1-D RoPE, for what the three axes cost on top);
 * ``eager``: the transformers formula as a Qwen-VL model runs it: the text rotary
@@ -26,6 +29,9 @@ flushes the L2 cache before each run; the whole sweep is repeated ``--repeats`` 
 the README reports the spread of the medians across repeats. Host overhead (what a call
 costs the CPU: argument checks, launch) is timed apart as wall-clock per call on a
 one-token shape, where the GPU work is negligible.
+
+``--quick`` times only the shapes with q + k >= 256 MB (the ones issue 16's 0.95× target
+is about), both models, ``--repeats`` times.
 
 Writes into --out: results.csv (one row per provider, model, shape, pass, repeat),
 host.csv, meta.json and README.md (device, versions, date, command, summary table).
@@ -97,8 +103,10 @@ def make_inputs(model, batch, seq, dtype=torch.bfloat16):
 def providers(model):
     from ropekit.kernels import apply_mrope_qk, apply_rope_qk
 
-    _, _, _, sections, interleaved, _ = MODELS[model]
+    _, _, head_dim, sections, interleaved, _ = MODELS[model]
     rotary, apply_rotary_pos_emb = hf_functions(model)
+    # Exact angles read int64 fixed-point turns; a model makes them once, so the timed call does not.
+    turns = ropekit.fixed_point_turns(ropekit.rope_frequencies(head_dim, BASE)[0]).cuda()
 
     def hf(q, k, positions, inv_freq):
         cos, sin = rotary(q, positions)
@@ -108,6 +116,7 @@ def providers(model):
     return {
         "copy": lambda q, k, p, f: (q.clone(), k.clone()),
         "ropekit": lambda q, k, p, f: apply_mrope_qk(q, k, p, f, sections, interleaved),
+        "ropekit-exact": lambda q, k, p, f: apply_mrope_qk(q, k, p, turns, sections, interleaved, angles="exact"),
         "ropekit-1d": lambda q, k, p, f: apply_rope_qk(q, k, positions=p[0], inv_freq=f),
         "eager": hf,
         "compile": compiled,
@@ -123,6 +132,13 @@ def check_agreement(model):
     inv_freq = hf_functions(model)[0].inv_freq
     ours, theirs = fns["ropekit"](q, k, positions, inv_freq), fns["eager"](q, k, positions, inv_freq)
     for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-5)
+    # Exact angles differ from float32 ones by up to m·θ·2^-24 rad: compare with the exact twin.
+    _, _, head_dim, sections, interleaved, _ = MODELS[model]
+    exact = fns["ropekit-exact"](q, k, positions, None)
+    twin = mrope.apply_mrope_qk(q, k, positions, ropekit.rope_frequencies(head_dim, BASE)[0].cuda(), sections,
+                                interleaved, angles="exact")
+    for a, b in zip(exact, twin):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-5)
 
 
@@ -162,7 +178,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder for results.csv, host.csv, meta.json, README.md")
     parser.add_argument("--repeats", type=int, default=3, help="times the whole sweep is repeated")
-    parser.add_argument("--quick", action="store_true", help="one model, the 335 MB shape, one repeat")
+    parser.add_argument("--quick", action="store_true", help="only the shapes with q + k >= 256 MB")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("gpu_mrope_bench.py needs a CUDA GPU (the interpreter says nothing about speed)")
@@ -173,15 +189,17 @@ def main():
     # one compiled graph per shape and pass: allow them all
     limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
     setattr(torch._dynamo.config, limit, 64)
-    models = ["qwen3-vl-8b"] if args.quick else list(MODELS)
-    shapes = [(4, 8192)] if args.quick else SHAPES
-    repeats = 1 if args.quick else args.repeats
+    models = list(MODELS)
+    repeats = args.repeats
     started = datetime.datetime.now(datetime.timezone.utc)
     rows = []
     for model in models:
         check_agreement(model)
         fns = providers(model)
-        for batch, seq in shapes:
+        for batch, seq in SHAPES:
+            q_heads, kv_heads, head_dim = MODELS[model][:3]
+            if args.quick and batch * seq * (q_heads + kv_heads) * head_dim * 2 < 256e6:
+                continue
             q, k, positions, inv_freq = make_inputs(model, batch, seq)
             nbytes = (q.numel() + k.numel()) * q.element_size()
             for repeat in range(repeats):
@@ -229,6 +247,8 @@ def readme(rows, host, meta):
         f"Python {meta['python']}",
         f"- date (UTC): {meta['date']}",
         f"- command: `{meta['command']}`",
+        "- providers: `ropekit` float32 angles in-kernel, `ropekit-exact` exact angles (int64 fixed-point turns), "
+        "`ropekit-1d` plain RoPE from the t ids, `eager`/`compile` the transformers formula.",
         "- q, k: bf16 (batch, seq, heads, head_dim), positions (3, batch, seq) int64; times are medians of "
         "triton.testing.do_bench (L2 flushed), the median over repeats, with the spread (max − min) of the "
         "per-repeat medians; `vs copy` = copy time / provider time (fwd+bwd: against the copy's fwd+bwd row, "

@@ -1,12 +1,17 @@
 """How much work the RoPE kernel does per token in each angle mode, read from its machine code.
 
-    python benchmarks/kernel_instruction_counts.py [--out FILE]
+    python benchmarks/kernel_instruction_counts.py [--kernel rope|mrope] [--out FILE]
 
 No GPU needed: the kernel is compiled for sm_90 (H100/H200) by the installed triton, and
 ``cuobjdump`` (shipped with triton) lists the SASS instructions and registers of each
 variant: bf16 q with 32 heads, k with 8, head_dim 128, (batch, seq, heads, head_dim)
 memory, both layouts, for a cos/sin table and for angles computed in the kernel (float32
 and exact), with the block sizes the launcher picks and with the table's block sizes.
+
+``--kernel mrope``: the M-RoPE kernel (``ropekit.kernels.mrope``) instead, for the two
+models of benchmarks/gpu_mrope_bench.py (Qwen2-VL-7B: 28 + 4 heads, sections 16/24/24;
+Qwen3-VL-8B-like: 32 + 8 heads, 24/20/20 interleaved), float32 and exact angles, with the
+launcher's block sizes and, where they differ, the table mode's.
 
 The kernel's code is straight-line (the head loop is unrolled), so instructions per
 token is what each thread executes per token it handles: a measure of work, not of speed
@@ -23,7 +28,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from ropekit.kernels import rope_triton
+from ropekit.kernels import mrope, rope_triton
 
 Q_HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 TARGET = GPUTarget("cuda", 90, 32)
@@ -57,6 +62,31 @@ def compile_variant(paper, table, exact, block_s, block_hq, block_hk, num_warps)
     return triton.compile(source, target=TARGET, options={"num_warps": num_warps})
 
 
+MROPE_MODELS = {"qwen2-vl-7b": (28, 4, (16, 24, 24), False), "qwen3-vl-8b": (32, 8, (24, 20, 20), True)}
+
+
+def compile_mrope_variant(model, paper, exact, block_s, block_hq, block_hk, num_warps):
+    """The M-RoPE kernel compiled for sm_90 as its launcher passes it (bf16, aligned, ALIGN = 8)."""
+    q_heads, kv_heads, (n_t, n_h, n_w), interleaved = MROPE_MODELS[model]
+    kernel = mrope.mrope_qk_kernel
+    constants = dict(Q_HEADS=q_heads, K_HEADS=kv_heads, HEAD_DIM=HEAD_DIM, HALF=HEAD_DIM // 2,
+                     HALF_PAD=HEAD_DIM // 2, PASS_PAD=1, N_T=n_t, N_H=n_h, N_W=n_w, INTERLEAVED=interleaved,
+                     PAPER=paper, EXACT=exact, COPY_PASS=False, ALIGN=8, BLOCK_S=block_s, BLOCK_HQ=block_hq,
+                     BLOCK_HK=block_hk)
+    signature, attrs = {}, {}
+    for i, name in enumerate(kernel.arg_names):
+        if name in constants:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            integer = name == "pos_ptr" or (name == "inv_freq_ptr" and exact)
+            signature[name] = "*i64" if integer else "*fp32" if name == "inv_freq_ptr" else "*bf16"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            signature[name] = "fp32" if name.endswith("_scale") else "i32"
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constants, attrs=attrs)
+    return triton.compile(source, target=TARGET, options={"num_warps": num_warps})
+
+
 def sass_stats(compiled):
     """(instructions, registers) of a compiled kernel, from cuobjdump."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
@@ -72,7 +102,35 @@ def sass_stats(compiled):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help="also write the table to this file")
+    parser.add_argument("--kernel", choices=("rope", "mrope"), default="rope", help="which kernel (default rope)")
     args = parser.parse_args()
+    lines = mrope_lines() if args.kernel == "mrope" else rope_lines()
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+
+
+def mrope_lines():
+    lines = [f"triton {triton.__version__}, sm_90, bf16, M-RoPE kernel, head_dim {HEAD_DIM}",
+             f"{'model':12} {'layout':6} {'mode':8} {'block sizes':11} {'(BLOCK_S, HQ, HK, warps)':>25} "
+             f"{'instructions':>12} {'per token':>9} {'registers':>9}"]
+    for model, (q_heads, kv_heads, _, _) in MROPE_MODELS.items():
+        for paper in (False, True):
+            table = rope_triton.pick_block_sizes(q_heads, kv_heads, HEAD_DIM, HEAD_DIM, 2, paper, "table", False)
+            for mode in ("float32", "exact"):
+                own = rope_triton.pick_block_sizes(q_heads, kv_heads, HEAD_DIM, HEAD_DIM, 2, paper, mode, False)
+                for which, sizes in (("launcher's", own), ("table's", table)):
+                    if which == "table's" and sizes == own:
+                        continue
+                    instructions, registers = sass_stats(compile_mrope_variant(model, paper, mode == "exact", *sizes))
+                    lines.append(f"{model:12} {'paper' if paper else 'half':6} {mode:8} {which:11} {str(sizes):>25} "
+                                 f"{instructions:>12} {instructions / sizes[0]:>9.0f} {registers:>9}")
+    return lines
+
+
+def rope_lines():
     lines = [f"triton {triton.__version__}, sm_90, bf16, {Q_HEADS} + {KV_HEADS} heads, head_dim {HEAD_DIM}",
              f"{'layout':6} {'mode':8} {'block sizes':22} {'(BLOCK_S, HQ, HK, warps)':>25} "
              f"{'instructions':>12} {'per token':>9} {'registers':>9}"]
@@ -86,11 +144,7 @@ def main():
             instructions, registers = sass_stats(compile_variant(paper, table, exact, *sizes))
             lines.append(f"{'paper' if paper else 'half':6} {mode:8} {which:22} {str(sizes):>25} "
                          f"{instructions:>12} {instructions / sizes[0]:>9.0f} {registers:>9}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    return lines
 
 
 if __name__ == "__main__":

@@ -185,3 +185,99 @@ def rerope_decode_step(
         k_line = torch.arange(first_near, device=device) / leaky_factor
         far = scores(rotate(q, q_line, inv_freq, layout), rotate(old, k_line, inv_freq, layout))
     return attend(torch.cat((far, near), dim=-1), v_cache, causal=False)
+
+
+# --- the fused decode step's write: rotate the new tokens, append them to the cache -----
+
+
+def check_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache, unrotated_k_cache, layout,
+                        block_table):
+    """Shapes, dtypes and devices of :func:`rope_decode_append` (shared with its kernel,
+    ``ropekit.kernels.decode``). Reads no tensor values, so it costs no host sync."""
+    check_qkv(q, k, v, same_length=True)
+    check_layout(layout)
+    batch, new, heads, head_dim = q.shape
+    if head_dim % 2:
+        raise ValueError(f"q's head_dim must be even, got {head_dim}")
+    if not isinstance(inv_freq, torch.Tensor) or inv_freq.shape != (head_dim // 2,):
+        raise ValueError(f"inv_freq must have shape (head_dim // 2,) = ({head_dim // 2},) (every feature is "
+                         f"rotated), got {describe(inv_freq)}")
+    if rotated_k_cache is None and unrotated_k_cache is None:
+        raise ValueError("pass rotated_k_cache, unrotated_k_cache or both: the new keys must go somewhere")
+    if not isinstance(positions, torch.Tensor) or positions.shape != (batch,) or positions.is_floating_point():
+        raise ValueError(f"positions must be an integer tensor of shape (batch,) = ({batch},): each sequence's "
+                         f"first new position, got {describe(positions)}")
+    paged = block_table is not None
+    if paged and (not isinstance(block_table, torch.Tensor) or block_table.dim() != 2
+                  or block_table.shape[0] != batch or block_table.is_floating_point()):
+        raise ValueError(f"block_table must be an integer tensor (batch, max_blocks) = ({batch}, ...), got "
+                         f"{describe(block_table)}")
+    caches = {"v_cache": (v_cache, v.shape[2:]), "rotated_k_cache": (rotated_k_cache, k.shape[2:]),
+              "unrotated_k_cache": (unrotated_k_cache, k.shape[2:])}
+    for name, (cache, row) in caches.items():
+        if cache is None:
+            continue
+        lead = "(num_blocks, block_size" if paged else f"(batch = {batch}, max_seq"
+        if (not isinstance(cache, torch.Tensor) or cache.dim() != 4 or tuple(cache.shape[2:]) != tuple(row)
+                or (not paged and cache.shape[0] != batch)):
+            raise ValueError(f"{name} must have shape {lead}, {', '.join(map(str, row))}), got {describe(cache)}")
+        if cache.dtype != k.dtype or cache.device != k.device:
+            raise ValueError(f"{name} must have k's dtype and device ({k.dtype}, {k.device}), got "
+                             f"{cache.dtype} on {cache.device}")
+    if paged and len({c.shape[1] for c, _ in caches.values() if c is not None}) != 1:
+        raise ValueError("the paged caches must share one block_size (their dim 1)")
+
+
+def rope_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache=None, unrotated_k_cache=None,
+                       layout="half", block_table=None):
+    """The write half of a decode step: rotate the new tokens' q and k at their positions
+    and append k and v to the KV cache. Returns the rotated q, ready to attend.
+
+    Token t of sequence b sits at position p = positions[b] + t; with R_p the RoPE rotation
+    (RoFormer eq. 15, float32 angles p·θ_i as :func:`ropekit.rope_cos_sin` makes them)
+
+        returned q[b, t] = R_p q[b, t]
+        rotated_k_cache[b, p] = R_p k[b, t]      (a RoPE cache: what :func:`rope_decode_step` reads)
+        unrotated_k_cache[b, p] = k[b, t]        (ReRoPE's cache: :func:`rerope_decode_step`)
+        v_cache[b, p] = v[b, t]
+
+    Give either k cache or both (ReRoPE with a second, rotated cache: twice the memory,
+    one product per key for the keys inside the window; lesson 04). With ``block_table``
+    the caches are paged, as in vLLM's PagedAttention (Kwon et al. 2023): they have shape
+    ``(num_blocks, block_size, kv_heads, head_dim)`` and position p of sequence b lives in
+    block ``block_table[b, p // block_size]`` at slot ``p % block_size``.
+
+    This is the plain-torch twin of ``ropekit.kernels.rope_decode_append``, which does it
+    all in one launch. Positions are not range-checked (that would cost the GPU path a host
+    sync): the caller keeps p below max_seq (or within the sequence's blocks).
+
+    Args:
+        q: ``(batch, new, heads, head_dim)``, the new queries, not rotated.
+        k, v: ``(batch, new, kv_heads, head_dim | v_dim)``, the new keys (not rotated) and values.
+        v_cache: ``(batch, max_seq, kv_heads, v_dim)``, or paged ``(num_blocks, block_size, ...)``.
+        positions: ``(batch,)`` integers, each sequence's first new position (its cache length).
+        inv_freq: ``(head_dim // 2,)`` from :func:`ropekit.rope_frequencies`.
+        rotated_k_cache, unrotated_k_cache: ``(batch, max_seq, kv_heads, head_dim)`` (or paged), k's dtype.
+        layout: ``"half"`` or ``"paper"``.
+        block_table: None for contiguous caches, or ``(batch, max_blocks)`` integers.
+
+    Returns:
+        ``(batch, new, heads, head_dim)`` in q's dtype: the rotated queries. The caches are
+        written in place.
+    """
+    check_decode_append(q, k, v, v_cache, positions, inv_freq, rotated_k_cache, unrotated_k_cache, layout,
+                        block_table)
+    batch, new = q.shape[:2]
+    pos = positions[:, None] + torch.arange(new, device=q.device)  # (batch, new)
+    compute = compute_dtype(q)
+    if block_table is None:
+        rows, slots = torch.arange(batch, device=q.device)[:, None].expand(batch, new), pos
+    else:
+        block_size = v_cache.shape[1]
+        rows, slots = block_table.gather(1, torch.div(pos, block_size, rounding_mode="floor")), pos % block_size
+    if rotated_k_cache is not None:
+        rotated_k_cache[rows, slots] = rotate(k.to(compute), pos, inv_freq, layout).to(k.dtype)
+    if unrotated_k_cache is not None:
+        unrotated_k_cache[rows, slots] = k
+    v_cache[rows, slots] = v
+    return rotate(q.to(compute), pos, inv_freq, layout).to(q.dtype)

@@ -147,7 +147,7 @@ def mrope_pair_axes(sections, interleaved: bool = False) -> torch.Tensor:
 
 
 def mrope_cos_sin(position_ids: torch.Tensor, inv_freq: torch.Tensor, sections, interleaved: bool = False,
-                  attention_factor: float = 1.0):
+                  attention_factor: float = 1.0, angles: str = "float32"):
     """cos(φ_i) and sin(φ_i) with φ_i = p_{a(i)}·θ_i, pair i taking the position of its axis.
 
     Args:
@@ -156,6 +156,8 @@ def mrope_cos_sin(position_ids: torch.Tensor, inv_freq: torch.Tensor, sections, 
         inv_freq: ``(rotary_dim // 2,)`` from :func:`ropekit.rope_frequencies`.
         sections, interleaved: see :func:`mrope_pair_axes`.
         attention_factor: multiplies cos and sin, as in :func:`ropekit.rope_cos_sin`.
+        angles: ``"float32"`` or ``"exact"`` (then inv_freq may be int64
+            ``fixed_point_turns``), as in :func:`ropekit.rope_cos_sin`.
 
     Returns:
         ``(cos, sin)``, float32 ``(batch, seq, rotary_dim // 2)``. The angles are
@@ -166,15 +168,15 @@ def mrope_cos_sin(position_ids: torch.Tensor, inv_freq: torch.Tensor, sections, 
     check_mrope_positions(position_ids)
     check_sections(sections, interleaved, inv_freq.shape[-1])
     axes = mrope_pair_axes(sections, interleaved).to(position_ids.device)
-    cos3, sin3 = rope_cos_sin(position_ids, inv_freq, attention_factor)  # (3, batch, seq, r/2)
+    cos3, sin3 = rope_cos_sin(position_ids, inv_freq, attention_factor, angles)  # (3, batch, seq, r/2)
     index = axes.expand(1, *cos3.shape[1:])
     return cos3.gather(0, index)[0], sin3.gather(0, index)[0]
 
 
-def mrope_cos_sin_loop(position_ids, inv_freq, sections, interleaved=False, attention_factor=1.0):
+def mrope_cos_sin_loop(position_ids, inv_freq, sections, interleaved=False, attention_factor=1.0, angles="float32"):
     """The teaching twin of :func:`mrope_cos_sin`: one pair at a time, from its axis's positions. Lesson 08."""
     axes = mrope_pair_axes(sections, interleaved).tolist()
-    columns = [rope_cos_sin(position_ids[a], inv_freq[i:i + 1], attention_factor) for i, a in enumerate(axes)]
+    columns = [rope_cos_sin(position_ids[a], inv_freq[i:i + 1], attention_factor, angles) for i, a in enumerate(axes)]
     return torch.cat([c for c, _ in columns], dim=-1), torch.cat([s for _, s in columns], dim=-1)
 
 
@@ -196,7 +198,7 @@ def apply_mrope(x: torch.Tensor, position_ids: torch.Tensor, inv_freq: torch.Ten
 
 
 def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layout="half", attention_factor=1.0,
-                   inplace=False):
+                   inplace=False, *, angles="float32"):
     """The plain-torch twin of :func:`ropekit.kernels.apply_mrope_qk`: M-RoPE on q and k.
 
     Args:
@@ -205,6 +207,9 @@ def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layou
         positions: integer ``(3, batch or 1, seq)``.
         inv_freq, sections, interleaved, layout, attention_factor: see :func:`apply_mrope`.
         inplace: write the results into q and k and return them.
+        angles: ``"float32"`` (default, transformers' float32 product) or ``"exact"``
+            (:mod:`ropekit.exact_angles`; inv_freq float, or its int64 ``fixed_point_turns``),
+            see :func:`ropekit.rope_cos_sin`. Lesson 09.
 
     Returns:
         ``(q_out, k_out)``. Lesson 08.
@@ -215,7 +220,7 @@ def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layou
         raise ValueError(f"q (batch, seq, q_heads, head_dim) and k (batch, seq, kv_heads, head_dim) must agree "
                          f"on batch, seq and head_dim, got {tuple(q.shape)} and {tuple(k.shape)}")
     check_mrope_positions(positions, q.shape[0], q.shape[1])
-    cos, sin = mrope_cos_sin(positions, inv_freq, sections, interleaved, attention_factor)
+    cos, sin = mrope_cos_sin(positions, inv_freq, sections, interleaved, attention_factor, angles)
     q_out = apply_rope(q, cos[:, :, None], sin[:, :, None], layout, 2 * cos.shape[-1])
     k_out = apply_rope(k, cos[:, :, None], sin[:, :, None], layout, 2 * cos.shape[-1])
     if inplace:

@@ -20,7 +20,7 @@ def rope_bytes_moved(batch, seq, q_heads, kv_heads, head_dim, dtype, pass_):
 
 
 def count_key_blocks(seq, window, block_m, block_n):
-    """Exercise 2: (outside, edge, inside) key blocks that the fused causal ReRoPE kernel
+    """Exercise 3: (outside, edge, inside) key blocks that the fused causal ReRoPE kernel
     visits, summed over the query blocks of one (batch, head).
 
     Query block [m0, m0 + block_m) visits the key blocks n0 = 0, block_n, ... below
@@ -43,7 +43,7 @@ def count_key_blocks(seq, window, block_m, block_n):
 
 
 def rope_paper_backward(grad_out, cos, sin):
-    """Exercise 3: the backward of the paper-layout rotation, dL/dx from dL/dy.
+    """Exercise 2: the backward of the paper-layout rotation, dL/dx from dL/dy.
 
     y = R(φ) x per pair (2i, 2i+1), so dL/dx = R(φ)ᵀ dL/dy = R(−φ) dL/dy: the forward with
     sin negated, da = ga·cos + gb·sin, db = gb·cos − ga·sin (Liger-Kernel PR #465 writes the

@@ -1,6 +1,6 @@
 """scripts/choose_torch.py: where the set-up takes torch from, against local stand-ins for
 PyTorch's CPU-only index (one that answers, one that is missing the page, one that nobody
-listens on, one that accepts and never answers), and the Makefile passes the overrides on."""
+listens on, one that accepts and never answers), and the Makefile passes the overrides and JupyterLab options on."""
 
 import functools
 import http.server
@@ -37,9 +37,11 @@ def local_index(tmp_path):
     """A PEP 503 'simple' index with a torch page, served over HTTP on 127.0.0.1."""
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "index.html").write_text('<a href="torch-2.13.0+cpu-cp311.whl">torch</a>\n')
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -165,3 +167,19 @@ def test_the_makefile_passes_the_overrides_to_the_script():
     line = next(line for line in out.splitlines() if "choose_torch.py" in line)
     assert "--spec 'torch==2.6.0'" in line
     assert "--pip-args '--index-url https://example.invalid/cpu'" in line
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("uid", ["0", "1000"])
+def test_make_lessons_passes_jupyter_args_and_allows_root_only_for_root(tmp_path, uid):
+    fake_id = tmp_path / "id"
+    fake_id.write_text(f"#!/bin/sh\necho {uid}\n")
+    fake_id.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["make", "-n", "lessons", "JUPYTER_ARGS=--no-browser --ip 0.0.0.0 --port 8890"],
+        cwd=ROOT, capture_output=True, text=True, check=True, env=env,
+    ).stdout
+    line = next(line for line in out.splitlines() if "jupyter lab" in line)
+    assert line.endswith("--no-browser --ip 0.0.0.0 --port 8890 lessons/")
+    assert ("--allow-root" in line) == (uid == "0")

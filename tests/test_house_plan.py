@@ -102,7 +102,8 @@ def test_every_module_is_listed_in_the_readme():
     "kernel, twin",
     [("ropekit.kernels.rope:apply_rope_qk", "ropekit.reference:apply_rope_qk"),
      ("ropekit.kernels.rerope:rerope_attention", "ropekit.attention:rerope_attention"),
-     ("ropekit.kernels.mrope:apply_mrope_qk", "ropekit.mrope:apply_mrope_qk")],
+     ("ropekit.kernels.mrope:apply_mrope_qk", "ropekit.mrope:apply_mrope_qk"),
+     ("ropekit.kernels.decode:rope_decode_append", "ropekit.decode:rope_decode_append")],
 )
 def test_every_kernel_has_a_twin_with_the_identical_signature(kernel, twin):
     import importlib

@@ -243,3 +243,122 @@ def test_empty_sequence_returns_empty_tensors(device):
     q_out, k_out = apply_mrope_qk(q, k, positions, inv_freq, (2, 1, 1))
     q_ref, k_ref = mrope.apply_mrope_qk(q, k, positions, inv_freq, (2, 1, 1))
     assert q_out.shape == q_ref.shape == (2, 0, 2, 8) and k_out.shape == k_ref.shape == (2, 0, 1, 8)
+
+
+# --- exact angles ------------------------------------------------------------------------------------
+
+
+def rotate_in_float64(x, positions, inv_freq, sections, interleaved, layout):
+    """M-RoPE written out in float64: each pair turned by cos/sin of p_{a(i)}·θ_i formed in
+    float64 (at p near 2^31 that product is within 2^31·2^-53 ≈ 2.4e-7 rad)."""
+    axes = mrope.mrope_pair_axes(sections, interleaved)
+    p = positions.cpu().double().expand(3, x.shape[0], x.shape[1])  # (3, batch, seq)
+    angle = p[axes].permute(1, 2, 0) * inv_freq.cpu().double()  # (batch, seq, r/2): p_{a(i)}·θ_i
+    cos, sin = angle.cos()[:, :, None], angle.sin()[:, :, None]
+    x = x.detach().cpu().double()
+    half = inv_freq.shape[0]
+    if layout == "paper":
+        a, b = x[..., 0:2 * half:2], x[..., 1:2 * half:2]
+        out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
+    else:
+        a, b = x[..., :half], x[..., half:2 * half]
+        out = torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
+    return torch.cat((out, x[..., 2 * half:]), dim=-1)
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
+@pytest.mark.parametrize("layout", ["half", "paper"])
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_exact_angles_match_the_twin_for_every_layout_dtype_and_axis_pattern(device, dtype, layout, interleaved):
+    q, k, positions, inv_freq = make_case(device, dtype, *SHAPE)
+    sections = INTERLEAVED_SECTIONS if interleaved else SECTIONS
+    (q_out, k_out), (q_ref, k_ref) = both(q, k, positions, inv_freq, sections, interleaved=interleaved,
+                                          layout=layout, angles="exact")
+    assert_close_in_dtype(q_out, q_ref)
+    assert_close_in_dtype(k_out, k_ref)
+
+
+def test_exact_angles_with_grouped_query_heads_hf_memory_and_partial_rotary(device):
+    q, k, positions, inv_freq = make_case(device, torch.float32, 2, 4, 6, 3, 24, hf_layout=True, rotary_dim=16)
+    (q_out, k_out), (q_ref, k_ref) = both(q, k, positions, inv_freq, (3, 3, 2), interleaved=True, angles="exact")
+    assert_close_in_dtype(q_out, q_ref)
+    assert_close_in_dtype(k_out, k_ref)
+    assert not torch.allclose(k_out[:, :, 0], k_out[:, :, 1])
+    assert torch.equal(q_out[..., 16:], q[..., 16:])
+
+
+@pytest.mark.parametrize("layout", ["half", "paper"])
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_exact_angles_are_float64_accurate_near_position_2_31_where_float32_is_not(device, layout, interleaved):
+    """One axis (h) at positions just below 2^31, the others small: the exact kernel
+    agrees with the rotation computed in float64; float32 angles are off by O(1)."""
+    sections = INTERLEAVED_SECTIONS if interleaved else SECTIONS
+    q, k, positions, inv_freq = make_case(device, torch.float32, *SHAPE)
+    positions[1] += 2**31 - 1 - 2000
+    inv_freq = inv_freq.double()  # θ_i taken as exact: the float64 reference uses the same values
+    q_out, k_out = apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved, layout, angles="exact")
+    q_64 = rotate_in_float64(q, positions, inv_freq, sections, interleaved, layout)
+    k_64 = rotate_in_float64(k, positions, inv_freq, sections, interleaved, layout)
+    # float32 rounding of cos/sin and of the products (~1e-7 each) times |x| <= ~5, plus
+    # the float64 reference's own 2.4e-7 rad: well under 1e-5.
+    torch.testing.assert_close(q_out.cpu().double(), q_64, rtol=0, atol=1e-5)
+    torch.testing.assert_close(k_out.cpu().double(), k_64, rtol=0, atol=1e-5)
+    q_f32, _ = apply_mrope_qk(q, k, positions, inv_freq.float(), sections, interleaved, layout)
+    assert (q_f32.cpu().double() - q_64).abs().max() > 0.1
+
+
+def test_exact_angles_from_fixed_point_turns_equal_those_from_inv_freq(device):
+    q, k, positions, inv_freq = make_case(device, torch.float32, *SHAPE)
+    turns = ropekit.fixed_point_turns(inv_freq)
+    from_turns = apply_mrope_qk(q, k, positions, turns, SECTIONS, angles="exact")
+    from_freq = apply_mrope_qk(q, k, positions, inv_freq, SECTIONS, angles="exact")
+    assert torch.equal(from_turns[0], from_freq[0]) and torch.equal(from_turns[1], from_freq[1])
+    twin = mrope.apply_mrope_qk(q, k, positions, turns, SECTIONS, angles="exact")
+    assert_close_in_dtype(from_turns[0], twin[0])
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_exact_angles_backward_matches_autograd_of_the_twin(device, interleaved):
+    sections = INTERLEAVED_SECTIONS if interleaved else SECTIONS
+    q, k, positions, inv_freq = make_case(device, torch.float32, *SHAPE, hf_layout=True)
+    positions[2] += 2**30
+    turns = ropekit.fixed_point_turns(inv_freq)
+    q1, k1 = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
+    q2, k2 = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
+    g = torch.Generator().manual_seed(7)
+    dq, dk = torch.randn(q.shape, generator=g).to(device), torch.randn(k.shape, generator=g).to(device)
+    torch.autograd.backward(apply_mrope_qk(q1, k1, positions, turns, sections, interleaved, angles="exact"),
+                            (dq, dk))
+    torch.autograd.backward(mrope.apply_mrope_qk(q2, k2, positions, turns, sections, interleaved, angles="exact"),
+                            (dq, dk))
+    assert_close_in_dtype(q1.grad, q2.grad)
+    assert_close_in_dtype(k1.grad, k2.grad)
+
+
+def test_exact_angles_under_torch_compile_take_turns_and_refuse_float_inv_freq(device):
+    q, k, positions, inv_freq = make_case(device, torch.float32, *SHAPE)
+    turns = ropekit.fixed_point_turns(inv_freq)
+    backend = "inductor" if CUDA else "aot_eager"
+
+    def rotate(q, k, freqs):
+        return apply_mrope_qk(q, k, positions, freqs, SECTIONS, angles="exact")
+
+    torch._dynamo.reset()
+    q_out, k_out = torch.compile(rotate, fullgraph=True, backend=backend)(q, k, turns)
+    q_ref, k_ref = mrope.apply_mrope_qk(q, k, positions, turns, SECTIONS, angles="exact")
+    assert_close_in_dtype(q_out, q_ref)
+    assert_close_in_dtype(k_out, k_ref)
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="under torch.compile, angles='exact' needs inv_freq=ropekit.fixed_point_turns"):
+        torch.compile(rotate, fullgraph=True, backend=backend)(q, k, inv_freq)
+
+
+@pytest.mark.parametrize(
+    "angles,freqs,match",
+    [("float64", lambda f: f, "angles must be 'float32' or 'exact'"),
+     ("float32", lambda f: ropekit.fixed_point_turns(f), r"inv_freq must be a floating-point \(rotary_dim // 2,\)")],
+)
+def test_bad_angle_mode_arguments_are_named(device, angles, freqs, match):
+    q, k, positions, inv_freq = make_case(device, torch.float32, 1, 4, 2, 1, 8)
+    with pytest.raises(ValueError, match=match):
+        apply_mrope_qk(q, k, positions, freqs(inv_freq), (2, 1, 1), angles=angles)

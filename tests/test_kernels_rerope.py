@@ -117,15 +117,6 @@ def test_window_changes_the_result(device):
     assert (narrow - wide).abs().max() > 10 * TOLERANCE[torch.bfloat16]
 
 
-def test_backward_raises_instead_of_returning_wrong_gradients(device):
-    q, k, v = _inputs(1, 1, 1, 20, 32, torch.float32, device)
-    q.requires_grad_(True)
-    inv_freq, _ = rope_frequencies(32)
-    out = rerope_attention(q, k, v, inv_freq, window=4)
-    with pytest.raises(NotImplementedError, match="ropekit.attention.rerope_attention"):
-        out.sum().backward()
-
-
 def test_launcher_drops_pipeline_stages_until_shared_memory_fits(monkeypatch, device):
     """A GPU with less shared memory than the tuned blocks need (e.g. an A100) gets fewer
     stages instead of an error, and the launcher remembers what fit."""

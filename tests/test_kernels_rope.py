@@ -417,7 +417,7 @@ def exact_reference(positions, inv_freq64, attention_factor=1.0):
 def assert_exact_close(out, x, cos, sin, layout, dtype):
     """Kernel output vs the float64 rotation by exact angles: float32 within 1e-5 (cos/sin
     within 1e-6 times entries of a few units), low precision within its rounding."""
-    expected = reference(x.double(), cos, sin, layout).to(dtype)
+    expected = reference(x.double().cpu(), cos.cpu(), sin.cpu(), layout).to(dtype)  # the float64 math on the CPU
     if dtype == torch.float32:
         torch.testing.assert_close(out.double().cpu(), expected.double().cpu(), atol=1e-5, rtol=0)
     else:

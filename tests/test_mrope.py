@@ -173,6 +173,29 @@ def test_loop_twin_agrees_and_each_pair_uses_only_its_axis(interleaved):
     torch.testing.assert_close(sin.double(), angle.sin(), rtol=0, atol=2e-5)
 
 
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_exact_angles_are_within_1e_6_of_float64_with_one_axis_near_2_31(interleaved):
+    """angles='exact': each pair turned by its own axis's position, one axis just below 2^31;
+    the loop twin agrees, and float32 angles are visibly off there."""
+    g = torch.Generator().manual_seed(2)
+    positions = torch.randint(0, 50, (3, 2, 7), generator=g)
+    positions[2] += 2**31 - 64
+    inv_freq = ropekit.rope_frequencies(24, 10_000.0)[0].double()
+    sections = [4, 4, 4]
+    cos, sin = mrope.mrope_cos_sin(positions, inv_freq, sections, interleaved, angles="exact")
+    cos_l, sin_l = mrope.mrope_cos_sin_loop(positions, inv_freq, sections, interleaved, angles="exact")
+    torch.testing.assert_close(cos, cos_l, rtol=0, atol=0)
+    torch.testing.assert_close(sin, sin_l, rtol=0, atol=0)
+    axes = mrope.mrope_pair_axes(sections, interleaved)
+    # float64 m·θ_i at m < 2^31 is off by at most 2^31·2^-53 ≈ 2.4e-7 rad
+    angle = positions.double()[axes, :, :].permute(1, 2, 0) * inv_freq
+    torch.testing.assert_close(cos.double(), angle.cos(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(sin.double(), angle.sin(), rtol=0, atol=1e-6)
+    # float32 holds positions near 2^31 only to a multiple of 128: 10^4 times the error at least
+    cos_32, _ = mrope.mrope_cos_sin(positions, inv_freq.float(), sections, interleaved)
+    assert (cos_32.double() - angle.cos()).abs().max() > 1e-2
+
+
 def test_text_only_positions_reduce_to_plain_rope():
     torch.manual_seed(2)
     x = torch.randn(1, 6, 2, 16)

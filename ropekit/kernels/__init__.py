@@ -14,6 +14,7 @@ _EXPORTS = {
     "apply_rope_qk": "rope",
     "apply_mrope_qk": "mrope",
     "rerope_attention": "rerope",
+    "rope_decode_append": "decode",
 }
 
 __all__ = sorted(_EXPORTS)

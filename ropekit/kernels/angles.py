@@ -41,7 +41,15 @@ RADIANS_PER_UNIT = tl.constexpr(2 * math.pi / 2**32)  # one unit of the top 32 b
 def exact_cos_sin(m, turns):
     """cos and sin (float32) of the phases m·F_i: m int64 ``(BLOCK_S,)`` positions, turns
     int64 ``(HALF_PAD,)`` fixed-point steps. Returns two ``(BLOCK_S, HALF_PAD)`` tensors."""
-    phase = m[:, None] * turns[None, :] + EIGHTH_TURN  # mod 2^64 by wrap-around
+    return cos_sin_of_phase(m[:, None] * turns[None, :])  # mod 2^64 by wrap-around
+
+
+@triton.jit
+def cos_sin_of_phase(phase):
+    """cos and sin (float32) of int64 phases in units of 2^-64 turn, any tile shape: the
+    products m·F_i of :func:`exact_cos_sin`, or of a per-pair position tile (M-RoPE, where
+    each pair takes the position of its own axis)."""
+    phase = phase + EIGHTH_TURN  # mod 2^64 by wrap-around
     top = (phase >> 32) & LOW_32  # the top 32 bits, as an unsigned number
     quadrant = top >> 30
     x = ((top & ((1 << 30) - 1)) - (1 << 29)).to(tl.float32) * RADIANS_PER_UNIT  # [−π/4, π/4)

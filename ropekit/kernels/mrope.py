@@ -13,6 +13,12 @@ i % 3 = 1 and i < 3·n_h, w when i % 3 = 2 and i < 3·n_w, else t). Both are a f
 operations on the pair index, so the kernel computes a(i), picks p_{a(i)} and the angle
 itself: it reads the (3, batch, seq) positions and θ, never a cos/sin table.
 
+The angle is formed one of two ways (``angles``): one float32 product p·θ_i, as
+transformers computes it, or exactly, as the int64 phase p·F_i mod 2^64 of 64-bit
+fixed-point turns F_i (:mod:`ropekit.kernels.angles`, lesson 09), where the positions tile
+holds each pair's own axis. Once cos and sin are in registers, every head is rotated by
+:func:`ropekit.kernels.common.rotate_heads`, the loop the 1-D RoPE kernel runs too.
+
 Backward. y = s·R(φ)·x is linear and R is a rotation, so dx = s·R(−φ)·dy:
 
     da = dy_a·cos φ + dy_b·sin φ
@@ -36,47 +42,13 @@ import torch
 import triton
 import triton.language as tl
 
-from ..checks import LAYOUTS, check_mrope_positions, check_sections, describe, is_real
-from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides
+from ..checks import LAYOUTS, check_angles, check_mrope_positions, check_sections, describe, is_real
+from ..exact_angles import fixed_point_turns
+from .angles import cos_sin_of_phase
+from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides, rotate_heads, token_block, vector_aligned
+from .rope_triton import pick_block_sizes
 
 # --- the kernel ------------------------------------------------------------------------------
-
-
-@triton.jit
-def _rotate_block(x_ptr, o_ptr, x_tok, o_tok, x_sh, o_sh, tok_mask, cos, sin,
-                  HEADS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, HALF: tl.constexpr,
-                  HALF_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PASS_PAD: tl.constexpr, PAPER: tl.constexpr,
-                  COPY_PASS: tl.constexpr):
-    """Rotate all heads of BLOCK_S tokens of one tensor, BLOCK_H heads at a time.
-
-    x_tok, o_tok: (BLOCK_S,) int64 offsets of each token's head 0; cos, sin: (BLOCK_S, 1, HALF_PAD).
-    """
-    for h0 in tl.static_range(0, HEADS, BLOCK_H):
-        h = h0 + tl.arange(0, BLOCK_H).to(tl.int64)
-        x_row = (x_tok[:, None] + h[None, :] * x_sh)[:, :, None]  # (BLOCK_S, BLOCK_H, 1)
-        o_row = (o_tok[:, None] + h[None, :] * o_sh)[:, :, None]
-        row_mask = (tok_mask[:, None] & (h < HEADS)[None, :])[:, :, None]
-        if PAPER:
-            # Pairs (2i, 2i+1): one contiguous load, split into a and b in registers.
-            f = tl.arange(0, 2 * HALF_PAD)[None, None, :]
-            mask = row_mask & (f < 2 * HALF)
-            x = tl.load(x_ptr + x_row + f, mask=mask, other=0.0).to(tl.float32)
-            a, b = tl.split(tl.reshape(x, (BLOCK_S, BLOCK_H, HALF_PAD, 2)))
-            y = tl.reshape(tl.join(a * cos - b * sin, b * cos + a * sin), (BLOCK_S, BLOCK_H, 2 * HALF_PAD))
-            tl.store(o_ptr + o_row + f, y.to(o_ptr.dtype.element_ty), mask=mask)
-        else:
-            # Pairs (i, i + r/2): two contiguous runs.
-            f = tl.arange(0, HALF_PAD)[None, None, :]
-            mask = row_mask & (f < HALF)
-            a = tl.load(x_ptr + x_row + f, mask=mask, other=0.0).to(tl.float32)
-            b = tl.load(x_ptr + x_row + HALF + f, mask=mask, other=0.0).to(tl.float32)
-            tl.store(o_ptr + o_row + f, (a * cos - b * sin).to(o_ptr.dtype.element_ty), mask=mask)
-            tl.store(o_ptr + o_row + HALF + f, (b * cos + a * sin).to(o_ptr.dtype.element_ty), mask=mask)
-        if COPY_PASS:
-            # Partial rotary, out of place: features past the rotary dimension are copied.
-            f = 2 * HALF + tl.arange(0, PASS_PAD)[None, None, :]
-            mask = row_mask & (f < HEAD_DIM)
-            tl.store(o_ptr + o_row + f, tl.load(x_ptr + x_row + f, mask=mask), mask=mask)
 
 
 _INT_ARGS = ["seq_len", "q_sb", "q_ss", "q_sh", "qo_sb", "qo_ss", "qo_sh", "k_sb", "k_ss", "k_sh",
@@ -84,13 +56,13 @@ _INT_ARGS = ["seq_len", "q_sb", "q_ss", "q_sh", "qo_sb", "qo_ss", "qo_sh", "k_sb
 
 
 @triton.jit(do_not_specialize=_INT_ARGS)
-def _mrope_qk_kernel(
+def mrope_qk_kernel(
     q_ptr, k_ptr, qo_ptr, ko_ptr, pos_ptr, inv_freq_ptr, seq_len, cos_scale, sin_scale,
     q_sb, q_ss, q_sh, qo_sb, qo_ss, qo_sh, k_sb, k_ss, k_sh, ko_sb, ko_ss, ko_sh, pos_sa, pos_sb, pos_ss,
     Q_HEADS: tl.constexpr, K_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, HALF: tl.constexpr,
     HALF_PAD: tl.constexpr, PASS_PAD: tl.constexpr, N_T: tl.constexpr, N_H: tl.constexpr, N_W: tl.constexpr,
-    INTERLEAVED: tl.constexpr, PAPER: tl.constexpr, COPY_PASS: tl.constexpr, ALIGN: tl.constexpr,
-    BLOCK_S: tl.constexpr, BLOCK_HQ: tl.constexpr, BLOCK_HK: tl.constexpr,
+    INTERLEAVED: tl.constexpr, PAPER: tl.constexpr, EXACT: tl.constexpr, COPY_PASS: tl.constexpr,
+    ALIGN: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_HQ: tl.constexpr, BLOCK_HK: tl.constexpr,
 ):
     """One program: BLOCK_S consecutive tokens of one batch row, every head of q and of k.
 
@@ -103,18 +75,18 @@ def _mrope_qk_kernel(
     qo_sb, qo_ss, qo_sh = qo_sb.to(tl.int64) * ALIGN, qo_ss.to(tl.int64) * ALIGN, qo_sh.to(tl.int64) * ALIGN
     k_sb, k_ss, k_sh = k_sb.to(tl.int64) * ALIGN, k_ss.to(tl.int64) * ALIGN, k_sh.to(tl.int64) * ALIGN
     ko_sb, ko_ss, ko_sh = ko_sb.to(tl.int64) * ALIGN, ko_ss.to(tl.int64) * ALIGN, ko_sh.to(tl.int64) * ALIGN
+    b, s, tok_mask = token_block(seq_len, BLOCK_S)
 
-    n_blocks = tl.cdiv(seq_len, BLOCK_S)
-    pid = tl.program_id(0).to(tl.int64)
-    b = pid // n_blocks
-    s = (pid % n_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
-    tok_mask = s < seq_len
-
-    # The three positions of each token: (BLOCK_S,) each.
+    # The three positions of each token: (BLOCK_S,) each; int64 for exact angles (the
+    # phase multiply wraps modulo 2^64), float32 for float32 angles.
     pos = pos_ptr + b * pos_sb + s * pos_ss
-    p_t = tl.load(pos, mask=tok_mask, other=0).to(tl.float32)
-    p_h = tl.load(pos + pos_sa, mask=tok_mask, other=0).to(tl.float32)
-    p_w = tl.load(pos + 2 * pos_sa, mask=tok_mask, other=0).to(tl.float32)
+    p_t = tl.load(pos, mask=tok_mask, other=0)
+    p_h = tl.load(pos + pos_sa, mask=tok_mask, other=0)
+    p_w = tl.load(pos + 2 * pos_sa, mask=tok_mask, other=0)
+    if EXACT:
+        p_t, p_h, p_w = p_t.to(tl.int64), p_h.to(tl.int64), p_w.to(tl.int64)
+    else:
+        p_t, p_h, p_w = p_t.to(tl.float32), p_h.to(tl.float32), p_w.to(tl.float32)
 
     # The axis of each pair i, from the sections: 0 = t, 1 = h, 2 = w.
     i = tl.arange(0, HALF_PAD)
@@ -122,35 +94,33 @@ def _mrope_qk_kernel(
         axis = tl.where((i % 3 == 1) & (i < 3 * N_H), 1, tl.where((i % 3 == 2) & (i < 3 * N_W), 2, 0))
     else:
         axis = (i >= N_T).to(tl.int32) + (i >= N_T + N_H).to(tl.int32)
+    # m: (BLOCK_S, HALF_PAD), the position that turns pair i of each token.
     m = tl.where(axis[None, :] == 0, p_t[:, None], tl.where(axis[None, :] == 1, p_h[:, None], p_w[:, None]))
 
-    # φ = p_{a(i)}·θ_i in float32, as ropekit.rope_cos_sin computes it.
-    inv_freq = tl.load(inv_freq_ptr + i, mask=i < HALF, other=0.0).to(tl.float32)
-    angle = m * inv_freq[None, :]
-    cos = (tl.cos(angle) * cos_scale)[:, None, :]
-    sin = (tl.sin(angle) * sin_scale)[:, None, :]
+    if EXACT:
+        # φ = m·F_i mod 2^64 from the int64 fixed-point turns (ropekit.kernels.angles).
+        turns = tl.load(inv_freq_ptr + i, mask=i < HALF, other=0)
+        cos, sin = cos_sin_of_phase(m * turns[None, :])
+    else:
+        # φ = p_{a(i)}·θ_i in float32, as ropekit.rope_cos_sin computes it.
+        inv_freq = tl.load(inv_freq_ptr + i, mask=i < HALF, other=0.0).to(tl.float32)
+        angle = m * inv_freq[None, :]
+        cos, sin = tl.cos(angle), tl.sin(angle)
+    cos = (cos * cos_scale)[:, None, :]
+    sin = (sin * sin_scale)[:, None, :]
 
-    _rotate_block(q_ptr, qo_ptr, b * q_sb + s * q_ss, b * qo_sb + s * qo_ss, q_sh, qo_sh, tok_mask, cos, sin,
-                  Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
-    _rotate_block(k_ptr, ko_ptr, b * k_sb + s * k_ss, b * ko_sb + s * ko_ss, k_sh, ko_sh, tok_mask, cos, sin,
-                  K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+    rotate_heads(q_ptr, qo_ptr, b * q_sb + s * q_ss, b * qo_sb + s * qo_ss, q_sh, qo_sh, tok_mask, cos, sin,
+                 Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+    rotate_heads(k_ptr, ko_ptr, b * k_sb + s * k_ss, b * ko_sb + s * ko_ss, k_sh, ko_sh, tok_mask, cos, sin,
+                 K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
 
 
 # --- the launcher -------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def _pick_config(q_heads, k_heads, head_dim, rotary_dim, itemsize, heads_outer):
-    """Block sizes: tiles of about 4096 elements at 4 warps, one program moving about 16 KB
-    of q and k (one token of a 32-head model, a block of tokens of a smaller one), the
-    same rule as ropekit.kernels.apply_rope_qk; never from batch or sequence length, so a
-    new length reuses the compiled kernel."""
-    row = 2 * triton.next_power_of_2(rotary_dim // 2)
-    bytes_per_token = (q_heads + k_heads) * head_dim * itemsize
-    block_s = min(64, 1 << (max(1, 16384 // bytes_per_token).bit_length() - 1))
-    if heads_outer:  # (batch, heads, seq, head_dim) memory: read each head in runs of >= 4 tokens
-        block_s = max(block_s, 4)
-    block_h = max(1, 4096 // (row * block_s))
-    return block_s, min(triton.next_power_of_2(q_heads), block_h), min(triton.next_power_of_2(k_heads), block_h), 4
+# Block sizes per (heads, head_dim, dtype, layout, angle mode, memory order), as
+# ropekit.kernels.apply_rope_qk picks them for the same angle mode (its docstring has the
+# H200 evidence); never from batch or sequence length, so a new length reuses the kernel.
+_block_sizes = functools.lru_cache(maxsize=None)(pick_block_sizes)
 
 
 def _launch(q, k, q_out, k_out, positions, inv_freq, sections, interleaved, layout, attention_factor, inverse):
@@ -167,22 +137,20 @@ def _launch(q, k, q_out, k_out, positions, inv_freq, sections, interleaved, layo
     if positions.shape[1] == 1:
         pos_sb = 0
     strides = (q_sb, q_ss, q_sh, qo_sb, qo_ss, qo_sh, k_sb, k_ss, k_sh, ko_sb, ko_ss, ko_sh)
-    vector = 16 // q.element_size()
-    if all(x % vector == 0 for x in strides):
-        align, strides = vector, tuple(x // vector for x in strides)
-    else:
-        align = 1
-    block_s, block_hq, block_hk, num_warps = _pick_config(q_heads, k_heads, head_dim, rotary_dim, q.element_size(),
+    align, strides = vector_aligned(strides, q.element_size())
+    exact = inv_freq.dtype == torch.int64  # fixed-point turns: exact angles
+    block_s, block_hq, block_hk, num_warps = _block_sizes(q_heads, k_heads, head_dim, rotary_dim, q.element_size(),
+                                                          layout == "paper", "exact" if exact else "float32",
                                                           q_sh > q_ss)
     n_t, n_h, n_w = sections
     sin_scale = -attention_factor if inverse else attention_factor
     grid = (batch * triton.cdiv(seq_len, block_s),)
-    _mrope_qk_kernel[grid](
+    mrope_qk_kernel[grid](
         q, k, q_out, k_out, positions, inv_freq, seq_len, attention_factor, sin_scale,
         *strides, pos_sa, pos_sb, pos_ss,
         q_heads, k_heads, head_dim, half, triton.next_power_of_2(half),
         triton.next_power_of_2(max(1, head_dim - rotary_dim)), n_t, n_h, n_w, interleaved, layout == "paper",
-        rotary_dim < head_dim and q_out is not q, align, block_s, block_hq, block_hk,
+        exact, rotary_dim < head_dim and q_out is not q, align, block_s, block_hq, block_hk,
         num_warps=num_warps,
     )
 
@@ -191,7 +159,7 @@ def _launch(q, k, q_out, k_out, positions, inv_freq, sections, interleaved, layo
 
 
 def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layout="half", attention_factor=1.0,
-                   inplace=False):
+                   inplace=False, *, angles="float32"):
     """Rotate queries and keys by M-RoPE (Qwen2-VL §2.1) in one Triton launch, angles in-kernel.
 
     Args:
@@ -209,6 +177,13 @@ def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layou
         layout: ``"half"`` pairs (i, i + r/2) (the Qwen models), ``"paper"`` (2i, 2i+1).
         attention_factor: multiplies cos and sin.
         inplace: write into q and k and return them.
+        angles: ``"float32"`` (default: φ as one float32 product p·θ_i, as transformers'
+            Qwen2-VL code computes it) or ``"exact"``: the phase p·F_i mod 2^64 from one
+            wrapping int64 multiply of 64-bit fixed-point turns (:mod:`ropekit.kernels.angles`),
+            within 1e-6 at every position up to 2^31 for float64 inv_freq. A floating
+            inv_freq is turned into ``ropekit.fixed_point_turns(inv_freq)`` on the host at
+            every call (a copy and a synchronisation); pass those int64 turns instead to
+            avoid it, and always under torch.compile. Lesson 09.
 
     Returns:
         ``(q_out, k_out)`` of q's and k's shapes and dtype. Differentiable in q and k: the
@@ -219,7 +194,7 @@ def apply_mrope_qk(q, k, positions, inv_freq, sections, interleaved=False, layou
     plain-torch twin with the same arguments is :func:`ropekit.mrope.apply_mrope_qk`. Lesson 08.
     """
     q, k, positions, inv_freq, sections, layout, attention_factor = _check(
-        q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inplace)
+        q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inplace, angles)
     spec = (positions, inv_freq, sections, bool(interleaved), layout, attention_factor)
     if torch.compiler.is_compiling():
         # torch.compile sees one custom op (no graph break); in place = out of place + copy.
@@ -317,7 +292,7 @@ def _unit_feature_stride(t):
 # --- argument checks ---------------------------------------------------------------------------
 # Only Python attributes of the tensors (shape, stride, dtype, device): no .item(), no sync.
 
-def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inplace):
+def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_factor, inplace, angles):
     if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor):
         raise TypeError(f"q and k must be tensors, got {type(q).__name__} and {type(k).__name__}")
     if q.dtype not in KERNEL_DTYPES:
@@ -340,11 +315,13 @@ def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_f
     if positions.device != device or positions.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"positions must be an int32 or int64 tensor on {device}, got {positions.dtype} on "
                          f"{positions.device}")
-    if (not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1 or not inv_freq.is_floating_point()
+    exact = check_angles(angles) == "exact"
+    turns = exact and isinstance(inv_freq, torch.Tensor) and inv_freq.dtype == torch.int64
+    if (not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1 or not (inv_freq.is_floating_point() or turns)
             or inv_freq.device != device):
         where = f" on {inv_freq.device}" if isinstance(inv_freq, torch.Tensor) else ""
-        raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {device}, "
-                         f"got {describe(inv_freq)}{where}")
+        raise ValueError(f"inv_freq must be a floating-point (rotary_dim // 2,) tensor on {device} (or, with "
+                         f"angles='exact', int64 fixed_point_turns), got {describe(inv_freq)}{where}")
     if inv_freq.requires_grad and torch.is_grad_enabled():
         raise ValueError("apply_mrope_qk gives no gradient for inv_freq: pass inv_freq.detach()")
     half = inv_freq.shape[0]
@@ -369,5 +346,11 @@ def _check(q, k, positions, inv_freq, sections, interleaved, layout, attention_f
     else:
         q = q if q.stride(-1) == 1 else q.contiguous()
         k = k if k.stride(-1) == 1 else k.contiguous()
+    if exact and not turns:
+        # The kernel reads exact angles' int64 turns; an int64 inv_freq tells it which mode it is in.
+        if torch.compiler.is_compiling():
+            raise ValueError("under torch.compile, angles='exact' needs inv_freq=ropekit.fixed_point_turns(inv_freq) "
+                             "computed outside the compiled function")
+        inv_freq = fixed_point_turns(inv_freq)
     inv_freq = inv_freq if inv_freq.stride(0) == 1 else inv_freq.contiguous()
     return q, k, positions, inv_freq, sections, layout, float(attention_factor)

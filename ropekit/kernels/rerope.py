@@ -47,13 +47,16 @@ and the accumulator are float32.
 
 Speed: benchmarks/results/ (the committed runs; lesson 05 reads them).
 
-Backward: not implemented. Calling ``.backward()`` through the output raises
-NotImplementedError; use :func:`ropekit.attention.rerope_attention` for gradients.
+Backward: with q, k or v requiring grad, the forward also stores each row's logsumexp
+(O(seq) floats) and ``.backward()`` runs the two kernels of
+:mod:`ropekit.kernels.rerope_backward` (FlashAttention-2's backward with the same block
+classification; lesson 05).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import triton
@@ -63,71 +66,12 @@ from triton.runtime.errors import OutOfResources
 from ..checks import check_layout, check_leaky_factor, check_log_n_train_length, check_qkv, check_window, describe
 from ..reference import rope_cos_sin
 from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides
+from .rerope_backward import launch_rerope_backward
+from .tiles import load_angles, load_pairs, mma_operand, rotate_pairs
 
 _HEAD_DIMS = (32, 64, 128)
 
 # --- the kernel -----------------------------------------------------------------------
-
-
-@triton.jit
-def _rotate(a, b, cos, sin):
-    """Rotate every pair (a, b) by its angle: RoFormer eq. 34, one pair per column."""
-    return a * cos - b * sin, b * cos + a * sin
-
-
-@triton.jit
-def _mma(x, DTYPE: tl.constexpr, UPCAST: tl.constexpr):
-    """x rounded to the storage dtype for a tensor-core dot. UPCAST (interpreter with
-    bfloat16 only) hands the rounded values back as float32: the Triton interpreter
-    multiplies bfloat16 tiles as their raw uint16 bits, and a float32 dot of bf16-rounded
-    values is the same arithmetic (the products are exact, the sums are float32)."""
-    x = x.to(DTYPE)
-    if UPCAST:
-        x = x.to(tl.float32)
-    return x
-
-
-@triton.jit
-def _load_pairs(base, rows, row_stride, col_stride, row_mask,
-                HEAD_DIM: tl.constexpr, PAPER: tl.constexpr, MASKED: tl.constexpr):
-    """The two members of every feature pair of a (rows, d) tile, as two (rows, d/2) tiles.
-
-    Half layout: pair p is (p, p + d/2), so the tiles are the two halves of the row,
-    each loaded contiguously. Paper layout: pair p is (2p, 2p + 1); the whole row is
-    loaded contiguously and split into even and odd features in registers (a stride-2
-    load of each would defeat vectorised and asynchronous copies; an early version that
-    did so was several times slower on an H100, a measurement not kept).
-    """
-    HALF: tl.constexpr = HEAD_DIM // 2
-    if PAPER:
-        ptr = base + rows[:, None] * row_stride + tl.arange(0, HEAD_DIM)[None, :] * col_stride
-        if MASKED:
-            x = tl.load(ptr, mask=row_mask[:, None], other=0.0)
-        else:
-            x = tl.load(ptr)
-        a, b = tl.split(tl.reshape(x, (x.shape[0], HALF, 2)))
-    else:
-        ptr_a = base + rows[:, None] * row_stride + tl.arange(0, HALF)[None, :] * col_stride
-        ptr_b = ptr_a + HALF * col_stride
-        if MASKED:
-            a = tl.load(ptr_a, mask=row_mask[:, None], other=0.0)
-            b = tl.load(ptr_b, mask=row_mask[:, None], other=0.0)
-        else:
-            a = tl.load(ptr_a)
-            b = tl.load(ptr_b)
-    return a, b
-
-
-@triton.jit
-def _load_angles(cos_ptr, sin_ptr, rows, row_stride, pair, row_mask, HALF: tl.constexpr, MASKED: tl.constexpr):
-    offs = rows[:, None] * row_stride + pair[None, :]
-    if MASKED:
-        cos = tl.load(cos_ptr + offs, mask=row_mask[:, None], other=1.0)
-        sin = tl.load(sin_ptr + offs, mask=row_mask[:, None], other=0.0)
-    else:
-        cos = tl.load(cos_ptr + offs)
-        sin = tl.load(sin_ptr + offs)
-    return cos, sin
 
 
 @triton.jit
@@ -151,22 +95,22 @@ def _attend_blocks(
     for n0 in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         in_seq = offs_n < seq
-        ka, kb = _load_pairs(k_base, offs_n, stride_kn, stride_kd, in_seq, HEAD_DIM, PAPER, MASKED)
+        ka, kb = load_pairs(k_base, offs_n, stride_kn, stride_kd, in_seq, HEAD_DIM, PAPER, MASKED)
         ka = ka.to(tl.float32)
         kb = kb.to(tl.float32)
         if MODE != 0:  # inside or edge: a¹ = ⟨R^i q, R^j k⟩
-            cos, sin = _load_angles(cos_ptr, sin_ptr, offs_n, HALF, pair, in_seq, HALF, MASKED)
-            k1a, k1b = _rotate(ka, kb, cos, sin)
-            s1 = tl.dot(q1a, tl.trans(_mma(k1a, DTYPE, UPCAST)), input_precision=PRECISION)
-            s1 = tl.dot(q1b, tl.trans(_mma(k1b, DTYPE, UPCAST)), s1, input_precision=PRECISION)
+            cos, sin = load_angles(cos_ptr, sin_ptr, offs_n, HALF, pair, in_seq, HALF, MASKED)
+            k1a, k1b = rotate_pairs(ka, kb, cos, sin)
+            s1 = tl.dot(q1a, tl.trans(mma_operand(k1a, DTYPE, UPCAST)), input_precision=PRECISION)
+            s1 = tl.dot(q1b, tl.trans(mma_operand(k1b, DTYPE, UPCAST)), s1, input_precision=PRECISION)
         if MODE != 1:  # outside or edge: a² with raw K (ReRoPE) or R^{j/k} K (Leaky)
             if LEAKY:
-                cos2, sin2 = _load_angles(cos_k2_ptr, sin_k2_ptr, offs_n, HALF, pair, in_seq, HALF, MASKED)
-                k2a, k2b = _rotate(ka, kb, cos2, sin2)
+                cos2, sin2 = load_angles(cos_k2_ptr, sin_k2_ptr, offs_n, HALF, pair, in_seq, HALF, MASKED)
+                k2a, k2b = rotate_pairs(ka, kb, cos2, sin2)
             else:
                 k2a, k2b = ka, kb
-            s2 = tl.dot(q2a, tl.trans(_mma(k2a, DTYPE, UPCAST)), input_precision=PRECISION)
-            s2 = tl.dot(q2b, tl.trans(_mma(k2b, DTYPE, UPCAST)), s2, input_precision=PRECISION)
+            s2 = tl.dot(q2a, tl.trans(mma_operand(k2a, DTYPE, UPCAST)), input_precision=PRECISION)
+            s2 = tl.dot(q2b, tl.trans(mma_operand(k2b, DTYPE, UPCAST)), s2, input_precision=PRECISION)
         if MODE == 0:
             s = s2
         elif MODE == 1:
@@ -188,14 +132,14 @@ def _attend_blocks(
             v = tl.load(v_ptr)
         if UPCAST:
             v = v.to(tl.float32)
-        acc = tl.dot(_mma(p, DTYPE, UPCAST), v, acc * alpha[:, None], input_precision=PRECISION)
+        acc = tl.dot(mma_operand(p, DTYPE, UPCAST), v, acc * alpha[:, None], input_precision=PRECISION)
         m_i = m_new
     return acc, l_i, m_i
 
 
 @triton.jit
 def rerope_fwd_kernel(
-    Q, K, V, Out,
+    Q, K, V, Out, LSE,  # LSE: (batch · heads, seq) float32, written when STORE_LSE
     COS, SIN,  # (seq, d/2): angles of positions 0..seq−1, for R^i q and R^j k
     COS_Q2, SIN_Q2, q2_row_stride,  # second query rotation: (seq, d/2), or one row (stride 0)
     COS_K2, SIN_K2,  # Leaky only: (seq, d/2) angles of positions j/k
@@ -206,7 +150,7 @@ def rerope_fwd_kernel(
     heads, group, seq, window, qk_scale, inv_log_train,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PAPER: tl.constexpr,
     LEAKY: tl.constexpr, LOG_N: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-    STAGES: tl.constexpr, EDGE_STAGES: tl.constexpr,
+    STAGES: tl.constexpr, EDGE_STAGES: tl.constexpr, STORE_LSE: tl.constexpr,
 ):
     """One program: queries [m0, m0 + BLOCK_M) of one (batch, head), all their keys.
 
@@ -226,21 +170,21 @@ def rerope_fwd_kernel(
 
     # The query tile, rotated two ways and scaled, stays in registers for the whole loop.
     q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
-    qa, qb = _load_pairs(q_base, offs_m, stride_qm, stride_qd, row_ok, HEAD_DIM, PAPER, True)
+    qa, qb = load_pairs(q_base, offs_m, stride_qm, stride_qd, row_ok, HEAD_DIM, PAPER, True)
     qa = qa.to(tl.float32)
     qb = qb.to(tl.float32)
-    cos, sin = _load_angles(COS, SIN, offs_m, HALF, pair, row_ok, HALF, True)
-    q1a, q1b = _rotate(qa, qb, cos, sin)
-    cos2, sin2 = _load_angles(COS_Q2, SIN_Q2, offs_m, q2_row_stride, pair, row_ok, HALF, True)
-    q2a, q2b = _rotate(qa, qb, cos2, sin2)
+    cos, sin = load_angles(COS, SIN, offs_m, HALF, pair, row_ok, HALF, True)
+    q1a, q1b = rotate_pairs(qa, qb, cos, sin)
+    cos2, sin2 = load_angles(COS_Q2, SIN_Q2, offs_m, q2_row_stride, pair, row_ok, HALF, True)
+    q2a, q2b = rotate_pairs(qa, qb, cos2, sin2)
     scale = tl.full([BLOCK_M], qk_scale, tl.float32)
     if LOG_N:  # query i scaled by max(1, log_L(i + 1))
         scale = scale * tl.maximum(tl.log((offs_m + 1).to(tl.float32)) * inv_log_train, 1.0)
     DTYPE: tl.constexpr = Q.dtype.element_ty
-    q1a = _mma(q1a * scale[:, None], DTYPE, UPCAST)
-    q1b = _mma(q1b * scale[:, None], DTYPE, UPCAST)
-    q2a = _mma(q2a * scale[:, None], DTYPE, UPCAST)
-    q2b = _mma(q2b * scale[:, None], DTYPE, UPCAST)
+    q1a = mma_operand(q1a * scale[:, None], DTYPE, UPCAST)
+    q1b = mma_operand(q1b * scale[:, None], DTYPE, UPCAST)
+    q2a = mma_operand(q2a * scale[:, None], DTYPE, UPCAST)
+    q2b = mma_operand(q2b * scale[:, None], DTYPE, UPCAST)
 
     kvh = h // group
     k_base = K + b.to(tl.int64) * stride_kb + kvh.to(tl.int64) * stride_kh
@@ -283,6 +227,8 @@ def rerope_fwd_kernel(
     o_ptr = (Out + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
              + offs_m[:, None] * stride_om + dims[None, :] * stride_od)
     tl.store(o_ptr, out.to(Out.dtype.element_ty), mask=row_ok[:, None])
+    if STORE_LSE:  # log2 Σ_j 2^{s_ij}: the backward recomputes every P_ij from it
+        tl.store(LSE + pid_bh.to(tl.int64) * seq + offs_m, m_i + tl.log2(l_i), mask=row_ok)
 
 
 # --- the launcher ---------------------------------------------------------------------
@@ -338,7 +284,7 @@ def _check_inputs(q, k, v, inv_freq, window, leaky_factor, causal, log_n_train_l
     check_layout(layout)
 
 
-def _angle_tables(seq, inv_freq, window, leaky_factor, device):
+def angle_tables(seq, inv_freq, window, leaky_factor, device):
     """float32 cos/sin tables (rows, head_dim // 2) for the kernel; see the module docstring."""
     inv_freq = inv_freq.to(device=device, dtype=torch.float32)
     positions = torch.arange(seq, device=device)
@@ -353,9 +299,11 @@ def _angle_tables(seq, inv_freq, window, leaky_factor, device):
     return cos, sin, cos_q2.contiguous(), sin_q2.contiguous(), cos_k2, sin_k2
 
 
-def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, config=None):
+def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, config=None, lse=None):
     """Launch the kernel on checked inputs. ``config`` = (BLOCK_M, BLOCK_N, num_warps,
     num_stages) overrides the tuned choice (benchmarks/gpu_rerope_tune.py sweeps it).
+    ``lse``: a ``(batch · heads, seq)`` float32 tensor that receives each row's base-2
+    logsumexp (for the backward).
 
     Without ``config``, a GPU whose shared memory cannot hold the tuned number of
     pipeline stages (an A100 has 164 KB, an H100 227 KB) gets one stage fewer, and so on;
@@ -365,7 +313,7 @@ def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, l
     interpret = INTERPRETED
     leaky, paper = leaky_factor is not None, layout == "paper"
     block_m, block_n, num_warps, num_stages = config or block_sizes(head_dim, q.dtype, leaky, paper, interpret)
-    cos, sin, cos_q2, sin_q2, cos_k2, sin_k2 = _angle_tables(seq, inv_freq, window, leaky_factor, q.device)
+    cos, sin, cos_q2, sin_q2, cos_k2, sin_k2 = angle_tables(seq, inv_freq, window, leaky_factor, q.device)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     log_n = log_n_train_length is not None
     grid = (triton.cdiv(seq, block_m), batch * heads)
@@ -376,7 +324,7 @@ def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, l
     while True:
         try:
             rerope_fwd_kernel[grid](
-                q, k, v, out,
+                q, k, v, out, out if lse is None else lse,
                 cos, sin, cos_q2, sin_q2, head_dim // 2 if leaky else 0, cos_k2, sin_k2,
                 *strides[0], *strides[1], *strides[2], *strides[3],
                 heads, heads // k.shape[2], seq, window,
@@ -386,7 +334,7 @@ def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, l
                 PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
                 # Leaky edge blocks stream four float32 angle tiles besides K and V: at
                 # most two stages of them fit in an H100's shared memory with 128 × 64 blocks.
-                STAGES=stages, EDGE_STAGES=min(stages, 2) if leaky else stages,
+                STAGES=stages, EDGE_STAGES=min(stages, 2) if leaky else stages, STORE_LSE=lse is not None,
                 num_warps=num_warps, num_stages=stages,
             )
         except OutOfResources:
@@ -398,22 +346,59 @@ def launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, l
         return out
 
 
-class _ReRoPEAttention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout):
-        return launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
+# --- autograd and torch.compile: one custom op, its fake and its backward ---------------
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        raise NotImplementedError(
-            "ropekit.kernels.rerope_attention has no backward pass yet; for gradients use the "
-            "reference ropekit.attention.rerope_attention"
-        )
+
+@torch.library.custom_op("ropekit::rerope_attention", mutates_args=())
+def _rerope_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, window: int,
+               leaky_factor: Optional[float], log_n_train_length: Optional[float], layout: str
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, lse): the forward also keeps each row's logsumexp (O(seq) floats), from which
+    the backward (:mod:`ropekit.kernels.rerope_backward`) recomputes P block by block."""
+    lse = torch.empty(q.shape[0] * q.shape[2], q.shape[1], dtype=torch.float32, device=q.device)
+    out = launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout, lse=lse)
+    return out, lse
+
+
+@_rerope_op.register_fake
+def _(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout):
+    return torch.empty_like(q), q.new_empty(q.shape[0] * q.shape[2], q.shape[1], dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, inv_freq, *options = inputs
+    ctx.save_for_backward(q, k, v, inv_freq, *output)
+    ctx.options = options
+
+
+@torch.library.custom_op("ropekit::rerope_attention_backward", mutates_args=())
+def _rerope_backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                        grad_out: torch.Tensor, inv_freq: torch.Tensor, window: int, leaky_factor: Optional[float],
+                        log_n_train_length: Optional[float], layout: str
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    tables = angle_tables(q.shape[1], inv_freq, window, leaky_factor, q.device)
+    return launch_rerope_backward(q, k, v, out, lse, grad_out, tables, window, leaky_factor, log_n_train_length,
+                                  layout)
+
+
+@_rerope_backward_op.register_fake
+def _(q, k, v, out, lse, grad_out, inv_freq, window, leaky_factor, log_n_train_length, layout):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _backward(ctx, grad_out, _grad_lse):
+    q, k, v, inv_freq, out, lse = ctx.saved_tensors
+    dq, dk, dv = torch.ops.ropekit.rerope_attention_backward(q, k, v, out, lse, grad_out.contiguous(), inv_freq,
+                                                            *ctx.options)
+    return dq, dk, dv, None, None, None, None, None
+
+
+_rerope_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, log_n_train_length=None,
                      layout="half"):
-    """Causal ReRoPE / Leaky ReRoPE attention in one fused Triton kernel (forward only).
+    """Causal ReRoPE / Leaky ReRoPE attention in one fused Triton kernel, with its backward.
 
     Same arguments and result as the reference :func:`ropekit.attention.rerope_attention`,
     from unrotated q and k; memory is O(seq), never (seq, seq).
@@ -440,10 +425,12 @@ def rerope_attention(q, k, v, inv_freq, window, leaky_factor=None, causal=True, 
         ``(batch, seq, q_heads, head_dim)`` in q's dtype: softmax(a / √head_dim) · v with a
         the merged logits of the module docstring (Su 2023; lesson 04).
 
-    The backward pass is not implemented: ``.backward()`` through the result raises
-    NotImplementedError.
+    Gradients w.r.t. q, k and v come from fused Triton kernels
+    (:mod:`ropekit.kernels.rerope_backward`); k's and v's are summed over each GQA group.
     """
     _check_inputs(q, k, v, inv_freq, window, leaky_factor, causal, log_n_train_length, layout)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        return _ReRoPEAttention.apply(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))):
+        leaky_factor = None if leaky_factor is None else float(leaky_factor)
+        log_n = None if log_n_train_length is None else float(log_n_train_length)
+        return torch.ops.ropekit.rerope_attention(q, k, v, inv_freq, int(window), leaky_factor, log_n, layout)[0]
     return launch_rerope(q, k, v, inv_freq, window, leaky_factor, log_n_train_length, layout)

@@ -13,52 +13,9 @@ import triton
 import triton.language as tl
 
 from .angles import exact_cos_sin
-from .common import INTERPRETED, qkv_strides
+from .common import INTERPRETED, qkv_strides, rotate_heads, token_block, vector_aligned
 
 # --- the kernel ------------------------------------------------------------------------
-
-
-@triton.jit
-def _rotate_heads(
-    x_ptr, o_ptr, x_tok, o_tok, x_sh, o_sh, tok_mask, cos, sin,
-    HEADS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr,
-    HALF: tl.constexpr, HALF_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PASS_PAD: tl.constexpr,
-    PAPER: tl.constexpr, COPY_PASS: tl.constexpr,
-):
-    """Rotate every head of BLOCK_S tokens of one tensor (q or k), BLOCK_H heads at a time.
-
-    x_tok / o_tok: (BLOCK_S,) int64 offsets of each token's first head in x and out.
-    cos, sin: (BLOCK_S, 1, HALF_PAD) float32, broadcast over the heads.
-    """
-    for h0 in tl.static_range(0, HEADS, BLOCK_H):
-        h = h0 + tl.arange(0, BLOCK_H).to(tl.int64)
-        x_row = (x_tok[:, None] + h[None, :] * x_sh)[:, :, None]  # (BLOCK_S, BLOCK_H, 1)
-        o_row = (o_tok[:, None] + h[None, :] * o_sh)[:, :, None]
-        row_mask = (tok_mask[:, None] & (h < HEADS)[None, :])[:, :, None]
-        if PAPER:
-            # One contiguous load of the rotary features; the pairs (2i, 2i+1) are split
-            # apart in registers (reshape to (..., r/2, 2), then split the last axis),
-            # so memory sees only full-width loads, never stride-2 ones.
-            f = tl.arange(0, 2 * HALF_PAD)
-            mask = row_mask & (f < 2 * HALF)[None, None, :]
-            x = tl.load(x_ptr + x_row + f[None, None, :], mask=mask, other=0.0).to(tl.float32)
-            a, b = tl.split(tl.reshape(x, (BLOCK_S, BLOCK_H, HALF_PAD, 2)))
-            y = tl.join(a * cos - b * sin, b * cos + a * sin)
-            y = tl.reshape(y, (BLOCK_S, BLOCK_H, 2 * HALF_PAD))
-            tl.store(o_ptr + o_row + f[None, None, :], y.to(o_ptr.dtype.element_ty), mask=mask)
-        else:
-            # The two halves are two contiguous runs of r/2 features each.
-            f = tl.arange(0, HALF_PAD)[None, None, :]
-            mask = row_mask & (f < HALF)
-            a = tl.load(x_ptr + x_row + f, mask=mask, other=0.0).to(tl.float32)
-            b = tl.load(x_ptr + x_row + HALF + f, mask=mask, other=0.0).to(tl.float32)
-            tl.store(o_ptr + o_row + f, (a * cos - b * sin).to(o_ptr.dtype.element_ty), mask=mask)
-            tl.store(o_ptr + o_row + HALF + f, (b * cos + a * sin).to(o_ptr.dtype.element_ty), mask=mask)
-        if COPY_PASS:
-            # Partial rotary, out of place: features r .. head_dim-1 are copied through.
-            f = 2 * HALF + tl.arange(0, PASS_PAD)[None, None, :]
-            mask = row_mask & (f < HEAD_DIM)
-            tl.store(o_ptr + o_row + f, tl.load(x_ptr + x_row + f, mask=mask), mask=mask)
 
 
 # Every integer argument is left unspecialised: Triton would otherwise compile a new
@@ -104,12 +61,7 @@ def rope_qk_kernel(
     stride_qob, stride_qos, stride_qoh = stride_qob.to(tl.int64) * ALIGN, stride_qos.to(tl.int64) * ALIGN, stride_qoh.to(tl.int64) * ALIGN
     stride_kb, stride_ks, stride_kh = stride_kb.to(tl.int64) * ALIGN, stride_ks.to(tl.int64) * ALIGN, stride_kh.to(tl.int64) * ALIGN
     stride_kob, stride_kos, stride_koh = stride_kob.to(tl.int64) * ALIGN, stride_kos.to(tl.int64) * ALIGN, stride_koh.to(tl.int64) * ALIGN
-
-    n_blocks = tl.cdiv(seq_len, BLOCK_S)
-    pid = tl.program_id(0).to(tl.int64)
-    b = pid // n_blocks
-    s = (pid % n_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
-    tok_mask = s < seq_len
+    b, s, tok_mask = token_block(seq_len, BLOCK_S)
 
     # Each token's position m (and, for packed input, whether it lies in any sequence).
     if VARLEN:
@@ -156,10 +108,10 @@ def rope_qk_kernel(
     cos = (cos * cos_scale)[:, None, :]
     sin = (sin * sin_scale)[:, None, :]
 
-    _rotate_heads(q_ptr, qo_ptr, b * stride_qb + s * stride_qs, b * stride_qob + s * stride_qos, stride_qh, stride_qoh, tok_mask, cos, sin,
-                  Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
-    _rotate_heads(k_ptr, ko_ptr, b * stride_kb + s * stride_ks, b * stride_kob + s * stride_kos, stride_kh, stride_koh, tok_mask, cos, sin,
-                  K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+    rotate_heads(q_ptr, qo_ptr, b * stride_qb + s * stride_qs, b * stride_qob + s * stride_qos, stride_qh, stride_qoh, tok_mask, cos, sin,
+                 Q_HEADS, BLOCK_S, BLOCK_HQ, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
+    rotate_heads(k_ptr, ko_ptr, b * stride_kb + s * stride_ks, b * stride_kob + s * stride_kos, stride_kh, stride_koh, tok_mask, cos, sin,
+                 K_HEADS, BLOCK_S, BLOCK_HK, HALF, HALF_PAD, HEAD_DIM, PASS_PAD, PAPER, COPY_PASS)
 
 
 # --- the launcher ----------------------------------------------------------------------
@@ -304,11 +256,7 @@ def launch_kernel(q, k, q_out, k_out, launch: RopeLaunch):
         stride_pos_s = positions.stride(1) if pos_mode == 2 else 0
 
     strides = (stride_qb, stride_qs, stride_qh, stride_qob, stride_qos, stride_qoh, stride_kb, stride_ks, stride_kh, stride_kob, stride_kos, stride_koh)
-    vector = 16 // q.element_size()
-    if all(x % vector == 0 for x in strides):
-        align, strides = vector, tuple(x // vector for x in strides)
-    else:
-        align = 1
+    align, strides = vector_aligned(strides, q.element_size())
     half = rotary_dim // 2
     constexprs = (q_heads, k_heads, head_dim, half, triton.next_power_of_2(half),
                   triton.next_power_of_2(max(1, head_dim - rotary_dim)), paper, table, exact, pos_mode, varlen,
