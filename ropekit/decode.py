@@ -3,7 +3,8 @@
 A decoder keeps the keys and values of every token it has seen and, at each step, attends
 from the new tokens' queries to all of them. With RoPE there is a choice to make: cache
 the keys after rotation (every model library does this for plain RoPE) or before (ReRoPE's
-one-product decode step needs the unrotated keys). Everything about that choice lives here:
+one-product decode step needs the unrotated keys of the tokens beyond its window; caching
+both forms also works, at twice the key memory). Everything about that choice lives here:
 
 * :func:`rope_decode_step`: new queries at positions offset, offset + 1, ... against
   keys cached after rotation. Only the new queries (and the new keys, before they join
@@ -15,8 +16,11 @@ one-product decode step needs the unrotated keys). Everything about that choice 
   ⟨R_n q, R_0 k⟩ = qᵀ R_{−n} k: the logit depends on the query's own position only, not
   on where the key once was, which lets a memory hold keys from any distance.
 
-Tensors are ``(batch, seq, heads, head_dim)``, as everywhere in ropekit. Lesson 04
-derives the ReRoPE decode step.
+Tensors are ``(batch, seq, heads, head_dim)``, as everywhere in ropekit. Where the lessons
+use them: lesson 04 §8 derives and checks :func:`rerope_decode_step` (and its exercise 6
+rebuilds it over an unrotated cache); lesson 03 §7 checks :func:`rope_decode_step` against
+rotary-embedding-torch's ``rotate_queries_with_cached_keys``. No lesson uses
+:func:`rotate_as_if_first`; ``tests/test_decode.py`` checks it.
 """
 
 from __future__ import annotations
@@ -133,8 +137,10 @@ def rerope_decode_step(
     q_iᵀ R_{−w} k_j = ⟨R_w q_i, k_j⟩, so ReRoPE rotates q once by +w and dots it with the
     raw cached keys. For Leaky, q_iᵀ R_{(j−i+w)/k − w} k_j = ⟨R_{(i−w)/k + w} q_i, R_{j/k} k_j⟩:
     q is rotated once, and the old keys by j/k (a decoder that keeps a second cache of
-    R_{j/k} k_j skips that too). This is why ReRoPE caches keys unrotated: a cache of
-    R_j k_j would have to be un-rotated at every step.
+    R_{j/k} k_j skips that too). This is why this step takes keys cached unrotated: a cache
+    of R_j k_j alone would have to be rotated back at every step. A decoder may instead
+    cache both R_j k_j (for ⟨R_i q_i, R_j k_j⟩ inside the window) and k_j (beyond it):
+    no key is rotated at decode time, at twice the key memory (lesson 04 §8).
 
     Args:
         q: ``(batch, 1, heads, head_dim)``, the new query, not rotated.

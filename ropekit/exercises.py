@@ -8,8 +8,9 @@ written with torch), a stub the student fills in, and one check cell::
     lesson01 = load_solutions(1)
     check(rotation_2d, solution=lesson01.rotation_2d, spec=..., args=(0.7,))
 
-Until the stub is filled in (it raises NotImplementedError), the check runs the reference
-solution instead and says so, which is how CI keeps the solutions honest. The solutions live
+Until the stub is filled in (it raises NotImplementedError), the check says plainly that the
+exercise is not attempted yet, and runs the reference solution in its place, which is how CI
+keeps the solutions honest (a wrong reference solution still fails the cell). The solutions live
 in the repository's top-level ``solutions/`` folder (``solutions/lessonNN.py``), beside
 ``lessons/``, not inside it: `make lessons` opens JupyterLab on ``lessons/`` only.
 """
@@ -27,21 +28,26 @@ def check(student, *, solution, spec, args=(), kwargs=None, atol=1e-5, rtol=1e-5
 
     Any shapes: the two results are compared as float64 tensors, shapes first, then values to
     ``atol``/``rtol``. When ``student`` raises NotImplementedError (the stub is still empty),
-    ``solution`` is checked in its place. Used by the exercise cells of lessons 01–05.
+    ``solution`` is checked in its place and the message says "Not attempted yet" (never
+    "Correct"). Used by the exercise cells of lessons 01–05.
     """
     kwargs = kwargs or {}
     try:
         got = student(*args, **kwargs)
-        who = "your function"
+        attempted, who = True, "your function"
     except NotImplementedError:
         got = solution(*args, **kwargs)
-        who = "the reference solution (fill in the stub above to check your own)"
+        attempted, who = False, "the reference solution"
     expected = spec(*args, **kwargs)
     got_t = torch.as_tensor(got, dtype=torch.float64)
     exp_t = torch.as_tensor(expected, dtype=torch.float64)
     if got_t.shape != exp_t.shape or not torch.allclose(got_t, exp_t, atol=atol, rtol=rtol):
         raise AssertionError(f"{who} returned\n{got}\nbut the spec gives\n{expected}")
-    print(f"Correct: {who} matches the spec.")
+    if attempted:
+        print("Correct: your function matches the spec.")
+    else:
+        print("Not attempted yet: the stub above still raises NotImplementedError. "
+              "(The reference solution was checked in its place and matches the spec.)")
 
 
 def load_solutions(lesson):

@@ -30,3 +30,11 @@ def half_layout_order(d):
     """The feature order that turns a paper-layout vector into a half-layout one:
     first members of all pairs (0, 2, 4, ...), then all second members (1, 3, 5, ...)."""
     return torch.cat((torch.arange(0, d, 2), torch.arange(1, d, 2)))
+
+
+def rotate_half_interleaved(x):
+    """rotary-embedding-torch's ``rotate_half``, despite the name: pairs are neighbours
+    (2i, 2i+1), and each becomes (-x[2i+1], x[2i]), the paper-layout pair turned by 90 degrees."""
+    pairs = x.unflatten(-1, (-1, 2))  # (..., d/2, 2): member 0 and member 1 of every pair
+    a, b = pairs.unbind(-1)
+    return torch.stack((-b, a), dim=-1).flatten(-2)

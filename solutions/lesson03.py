@@ -30,3 +30,26 @@ def count_long_pairs(dim, base, train_len):
     i = torch.arange(dim // 2, dtype=torch.float64)
     wavelength = 2 * math.pi * base ** (2 * i / dim)
     return int((wavelength > train_len).sum())
+
+
+def xpos_attention(q, k, v, inv_freq, scale_base, layout="half"):
+    """Exercise 4: causal RoPE attention with xPos (Sun et al. 2022), from scratch.
+
+    q, k, v: (batch, seq, heads, head_dim); pair i of a query at position n is scaled by
+    ζ_i^{(n − c)/B}, of a key at m by ζ_i^{−(m − c)/B}, ζ_i = (2i/r + 0.4)/1.4, c = (seq − 1)/2,
+    then rotated; both features of pair i get ζ_i, laid out like the pairs of ``layout``.
+    """
+    import ropekit
+
+    seq, head_dim = q.shape[1], q.shape[-1]
+    half = inv_freq.shape[0]
+    zeta = (2 * torch.arange(half, dtype=torch.float64) / (2 * half) + 0.4) / 1.4
+    zeta = zeta.repeat(2) if layout == "half" else zeta.repeat_interleave(2)  # (i, i + r/2) or (2i, 2i + 1)
+    pos = torch.arange(seq, dtype=torch.float64)
+    power = ((pos - (seq - 1) / 2) / scale_base)[:, None, None]  # (seq, 1, 1) against (seq, heads, head_dim)
+    cos, sin = ropekit.rope_cos_sin(pos, inv_freq)
+    rq = ropekit.apply_rope(q * zeta**power, cos[:, None], sin[:, None], layout)
+    rk = ropekit.apply_rope(k * zeta**-power, cos[:, None], sin[:, None], layout)
+    logits = torch.einsum("bqhd,bkhd->bhqk", rq, rk) / math.sqrt(head_dim)
+    logits = logits.masked_fill(pos[:, None] < pos[None, :], float("-inf"))
+    return torch.einsum("bhqk,bkhd->bqhd", logits.softmax(dim=-1), v)

@@ -4,6 +4,8 @@ The notebook's check cells run these when the student's stub is still empty, so 
 them correct. Try the exercises before reading on.
 """
 
+import torch
+
 
 def rope_bytes_moved(batch, seq, q_heads, kv_heads, head_dim, dtype, pass_):
     """Exercise 1: the least a RoPE pass moves, in bytes.
@@ -18,7 +20,7 @@ def rope_bytes_moved(batch, seq, q_heads, kv_heads, head_dim, dtype, pass_):
 
 
 def count_key_blocks(seq, window, block_m, block_n):
-    """Exercise 2: (outside, edge, inside) key blocks that the fused causal ReRoPE kernel
+    """Exercise 3: (outside, edge, inside) key blocks that the fused causal ReRoPE kernel
     visits, summed over the query blocks of one (batch, head).
 
     Query block [m0, m0 + block_m) visits the key blocks n0 = 0, block_n, ... below
@@ -38,3 +40,14 @@ def count_key_blocks(seq, window, block_m, block_n):
         inside += n_in
         edge += visited - n_out - n_in
     return outside, edge, inside
+
+
+def rope_paper_backward(grad_out, cos, sin):
+    """Exercise 2: the backward of the paper-layout rotation, dL/dx from dL/dy.
+
+    y = R(φ) x per pair (2i, 2i+1), so dL/dx = R(φ)ᵀ dL/dy = R(−φ) dL/dy: the forward with
+    sin negated, da = ga·cos + gb·sin, db = gb·cos − ga·sin (Liger-Kernel PR #465 writes the
+    same pair of formulas for its on-paper kernel). grad_out: (..., seq, d); cos, sin: (..., seq, d/2).
+    """
+    ga, gb = grad_out[..., 0::2], grad_out[..., 1::2]
+    return torch.stack((ga * cos + gb * sin, gb * cos - ga * sin), dim=-1).flatten(-2)

@@ -37,9 +37,11 @@ def test_check_rejects_a_result_of_the_wrong_shape_even_when_it_broadcasts():
         check(lambda x: (x * x)[None], solution=stub, spec=spec_square, args=(torch.ones(3),))
 
 
-def test_an_empty_stub_runs_the_reference_solution_and_says_so(capsys):
+def test_an_empty_stub_runs_the_reference_solution_and_says_not_attempted(capsys):
     check(stub, solution=lambda x: x * x, spec=spec_square, args=(torch.tensor([2.0]),))
-    assert "the reference solution" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("Not attempted yet") and "Correct" not in out
+    assert "reference solution" in out
     with pytest.raises(AssertionError, match="the reference solution"):
         check(stub, solution=lambda x: x + 1, spec=spec_square, args=(torch.tensor([2.0]),))
 

@@ -459,6 +459,8 @@ def test_every_public_name_of_the_former_module_still_works():
         "plot_long_term_decay": "attention",
         "plot_attention_logits": "attention",
         "plot_benchmark": "benchmark",
+        "plot_xpos_decay": "xpos",
+        "plot_rerope_post_tables": "reported",
         "plot_cos_sin_error": "precision",
         "plot_rotation_error": "precision",
         "plot_logit_drift": "precision",
@@ -520,6 +522,49 @@ def test_benchmark_gives_every_provider_its_own_colour_even_past_the_palette(tmp
     assert colours["copy"] == (0.0, 0.0, 0.0, 1.0)
 
 
+def test_xpos_decay_draws_both_bounds_and_the_factors():
+    import math
+
+    from ropekit.viz.xpos import xpos_decay_bound, xpos_zeta
+
+    zeta = xpos_zeta(8)
+    torch.testing.assert_close(zeta, torch.tensor([0.4, 0.65, 0.9, 1.15], dtype=torch.float64) / 1.4)
+    inv_freq, _ = ropekit.rope_frequencies(8)
+    delta = torch.tensor([0.0, 3.0])
+    by_hand = []
+    for d in delta.tolist():  # (1/4) Σ_j |Σ_{l<j} ζ_l^{d/B} e^{i d θ_l}|, written out
+        partial, total = 0j, 0.0
+        for l in range(4):
+            w = zeta[l].item() ** (d / 16.0)
+            partial += w * complex(math.cos(d * inv_freq[l].item()), math.sin(d * inv_freq[l].item()))
+            total += abs(partial)
+        by_hand.append(total / 4)
+    torch.testing.assert_close(xpos_decay_bound(delta, inv_freq, 16.0), torch.tensor(by_hand, dtype=torch.float64))
+    fig = viz.plot_xpos_decay(dim=8, scale_base=16.0, max_distance=40)
+    ax_bound, ax_zeta = fig.axes
+    y = ax_bound.lines[1].get_ydata()
+    np.testing.assert_allclose(y, xpos_decay_bound(torch.arange(41), inv_freq, 16.0).numpy())
+    np.testing.assert_allclose(ax_zeta.lines[0].get_ydata(), (zeta[0] ** (torch.arange(41) / 16.0)).numpy())
+    plt.close(fig)
+
+
+def test_rerope_post_tables_draw_the_quoted_numbers():
+    from pathlib import Path
+
+    from ropekit.viz.reported import read_reported_table
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "data" / "rerope_post_tables.csv"
+    rows = read_reported_table(path)
+    w512 = [r for r in rows if r["table"] == "window" and r["window"] == 512 and r["log_n"] == "none"]
+    assert [(r["acc_4096_repeated"], r["acc_4096_nonrepeated"]) for r in w512] == [(7.09, 8.25)]
+    fig = viz.plot_rerope_post_tables(path)
+    ax_w, ax_k = fig.axes
+    np.testing.assert_allclose(ax_w.lines[0].get_xdata(), [64, 128, 256, 384, 512])
+    np.testing.assert_allclose(ax_w.lines[0].get_ydata(), [69.39, 76.11, 77.90, 70.72, 7.09])
+    np.testing.assert_allclose(ax_k.lines[0].get_ydata(), [80.00, 85.15, 85.31, 85.29])  # w128, k = 8 .. 64
+    plt.close(fig)
+    with pytest.raises(TypeError, match="path must be a CSV path"):
+        read_reported_table(rows)
 def test_slider_cells_run_headless_without_an_output_widget(tmp_path):
     """nbconvert/papermill execute a notebook with every slider helper to the end, with no
     cell timeout; no Output widget is created (nbclient's stand-in for one sends state back

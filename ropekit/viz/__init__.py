@@ -24,6 +24,8 @@ The package is cut by picture family, and every name below is also reachable as
 * :mod:`ropekit.viz.spectrum`: ``plot_frequency_spectrum`` (lessons 02, 04);
 * :mod:`ropekit.viz.attention`: ``plot_relative_positions``, ``plot_long_term_decay``,
   ``plot_attention_logits`` (lessons 03, 04);
+* :mod:`ropekit.viz.xpos`: ``plot_xpos_decay`` (lesson 03);
+* :mod:`ropekit.viz.reported`: ``plot_rerope_post_tables``, results quoted from the ReRoPE post (lesson 04);
 * :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
 * :mod:`ropekit.viz.model`: ``plot_loss_curves``, ``plot_window_ablation``,
   ``plot_passkey_heatmap``, ``plot_attention_entropy``, ``plot_measured_decay`` (lesson 06);
@@ -52,6 +54,7 @@ from .interactive import (
     interactive_relative_positions,
     interactive_rotation_2d,
 )
+from .reported import plot_rerope_post_tables
 from .model import (
     plot_attention_entropy,
     plot_loss_curves,
@@ -70,6 +73,7 @@ from .multiaxis import (
 from .precision import plot_cos_sin_error, plot_logit_drift, plot_rotation_error
 from .rotation import plot_rotation_2d, plot_rotation_matrix
 from .spectrum import plot_frequency_spectrum
+from .xpos import plot_xpos_decay
 
 __all__ = [
     "plot_rotation_matrix",
@@ -80,6 +84,8 @@ __all__ = [
     "plot_long_term_decay",
     "plot_attention_logits",
     "plot_benchmark",
+    "plot_xpos_decay",
+    "plot_rerope_post_tables",
     "plot_cache_layout",
     "plot_scored_distances",
     "plot_cos_sin_error",
