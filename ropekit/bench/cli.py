@@ -185,7 +185,12 @@ def _committed_runs():
 
 
 def _plot(out, suites, device):
-    os.environ.setdefault("MPLBACKEND", "Agg")  # no window needed: figures go to files
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules and "MPLBACKEND" not in os.environ:
+        # No window needed: figures go to files. Set for this process only: an environment
+        # variable would leak into every process it starts (a test's notebook kernels too).
+        matplotlib.use("Agg")
     try:
         from ..viz import plot_benchmark
     except ImportError as err:
