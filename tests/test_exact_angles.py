@@ -17,33 +17,7 @@ from hypothesis import strategies as st
 from ropekit import exact_cos_sin, fixed_point_turns, rope_cos_sin, rope_frequencies
 from ropekit.exact_angles import MAX_POSITION, exact_phase
 
-
-def _arctan_inverse(x, one):
-    term = total = one // x
-    k = 0
-    while term:
-        k += 1
-        term //= x * x
-        total += (-1) ** k * (term // (2 * k + 1))
-    return total
-
-
-BITS = 320
-_ONE = 1 << (BITS + 16)
-PI = Fraction(4 * (_arctan_inverse(2, _ONE) + _arctan_inverse(3, _ONE)), _ONE)  # Euler, 1738 digits aside
-
-
-def true_turns(m: int, theta: float) -> Fraction:
-    """m·θ/(2π) reduced to [−1/2, 1/2] turn, as an exact fraction (up to 2^-320 from π)."""
-    t = Fraction(m) * Fraction(theta) / (2 * PI)
-    return t - round(t)
-
-
-def true_cos_sin(positions, inv_freq):
-    """float64 (cos, sin) from the exact reduction; positions: list of ints."""
-    thetas = inv_freq.double().tolist()
-    phase = torch.tensor([[float(true_turns(m, th)) for th in thetas] for m in positions], dtype=torch.float64)
-    return (2 * math.pi * phase).cos(), (2 * math.pi * phase).sin()
+from exact_turns import PI, true_cos_sin, true_turns  # noqa: E402
 
 
 # Positions where float32 breaks in different ways: 2^24 is where float32 stops holding

@@ -2,9 +2,6 @@
 exact rational reduction, under TRITON_INTERPRET=1 on the CPU (set by conftest.py) and
 unchanged on a GPU."""
 
-import math
-from fractions import Fraction
-
 import pytest
 import torch
 
@@ -13,6 +10,8 @@ import triton.language as tl  # noqa: E402
 
 from ropekit import exact_cos_sin, fixed_point_turns, rope_frequencies  # noqa: E402
 from ropekit.kernels.angles import exact_cos_sin as kernel_exact_cos_sin  # noqa: E402
+
+from exact_turns import true_cos_sin  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -37,33 +36,6 @@ def kernel_table(positions, inv_freq):
     sin = torch.empty(n, half, device=DEVICE)
     _table_kernel[(triton.cdiv(n, 16),)](positions, turns, cos, sin, n, HALF=half, BLOCK=16)
     return cos.cpu(), sin.cpu()
-
-
-# Euler's π/4 = arctan(1/2) + arctan(1/3), independent of the library's Machin formula.
-def _arctan_inverse(x, one):
-    term = total = one // x
-    k = 0
-    while term:
-        k += 1
-        term //= x * x
-        total += (-1) ** k * (term // (2 * k + 1))
-    return total
-
-
-_ONE = 1 << 330
-PI = Fraction(4 * (_arctan_inverse(2, _ONE) + _arctan_inverse(3, _ONE)), _ONE)
-
-
-def true_cos_sin(positions, inv_freq):
-    phase = []
-    for m in positions:
-        row = []
-        for theta in inv_freq.double().tolist():
-            t = Fraction(m) * Fraction(theta) / (2 * PI)
-            row.append(float(t - round(t)))
-        phase.append(row)
-    angle = 2 * math.pi * torch.tensor(phase, dtype=torch.float64)
-    return angle.cos(), angle.sin()
 
 
 LONG = [0, 1, 7, 1857, 2**24 - 1, 2**24 + 1, 10**7, 123456789, 2**31 - 1, 2**31, 3 * 2**30, -1, -(2**31)]

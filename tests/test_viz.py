@@ -19,21 +19,7 @@ import torch  # noqa: E402
 
 import ropekit  # noqa: E402
 from ropekit import viz  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-def assert_labelled(fig):
-    """Every panel that draws data has a title and both axis labels."""
-    panels = [a for a in fig.axes if a.get_label() != "<colorbar>"]
-    assert panels
-    for a in panels:
-        assert a.get_title(), "panel without a title"
-        assert a.get_xlabel() and a.get_ylabel(), f"panel {a.get_title()!r} lacks an axis label"
+from figure_checks import close_figures, assert_labelled  # noqa: E402,F401
 
 
 def data_lines(ax):

@@ -10,12 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ropekit import viz  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+from figure_checks import close_figures  # noqa: E402,F401
 
 
 def labelled(fig):

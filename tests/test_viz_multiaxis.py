@@ -14,20 +14,7 @@ import torch  # noqa: E402
 import ropekit  # noqa: E402
 from ropekit import irope, mrope, pairs, rope2d  # noqa: E402
 from ropekit import viz  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-def assert_labelled(fig):
-    panels = [a for a in fig.axes if a.get_label() != "<colorbar>"]
-    assert panels
-    for a in panels:
-        assert a.get_title(), "panel without a title"
-        assert a.get_xlabel() and a.get_ylabel(), f"panel {a.get_title()!r} lacks an axis label"
+from figure_checks import close_figures, assert_labelled  # noqa: E402,F401
 
 
 def test_grid_scores_images_are_the_maps_with_a_zero_centred_scale():
