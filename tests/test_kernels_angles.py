@@ -10,6 +10,7 @@ import triton.language as tl  # noqa: E402
 
 from ropekit import exact_cos_sin, fixed_point_turns, rope_frequencies  # noqa: E402
 from ropekit.kernels.angles import exact_cos_sin as kernel_exact_cos_sin  # noqa: E402
+from ropekit.kernels.angles import float32_cos_sin as kernel_float32_cos_sin  # noqa: E402
 
 from exact_turns import true_cos_sin  # noqa: E402
 
@@ -62,3 +63,32 @@ def test_kernel_exact_angles_match_the_torch_spec_on_every_quadrant():
     assert (cos.double() - cos_ref).abs().max() <= 5e-7
     assert (sin.double() - sin_ref).abs().max() <= 5e-7
     assert (cos.double() ** 2 + sin.double() ** 2 - 1).abs().max() <= 1e-6
+
+
+# --- float32 angles: cos/sin of the float32 value a = float32(m)·θ_i ------------------------
+
+
+@triton.jit
+def _float32_kernel(angle_ptr, cos_ptr, sin_ptr, n, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    cos, sin = kernel_float32_cos_sin(tl.load(angle_ptr + i, mask=i < n, other=0.0))
+    tl.store(cos_ptr + i, cos, mask=i < n)
+    tl.store(sin_ptr + i, sin, mask=i < n)
+
+
+def test_kernel_float32_angles_are_cos_and_sin_of_the_float32_angle_at_every_magnitude():
+    """The reference is float64 cos/sin of the very float32 angles (what Hugging Face's
+    torch.cos(float32 angle) approximates to within an ulp): every magnitude from 1e-30 to
+    2^31, both signs, whole and half radians, the products m·θ_i of a real schedule."""
+    g = torch.Generator().manual_seed(1)
+    inv_freq, _ = rope_frequencies(128, 500000.0)
+    products = (torch.tensor(LONG[:-2], dtype=torch.float32)[:, None] * inv_freq[None, :]).flatten()
+    spread = torch.exp(torch.empty(4000).uniform_(-69, 21.5, generator=g))  # 1e-30 .. 2.2e9
+    edges = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 3.1415927, 6.2831855, 1e4 + 0.5, 2.0**23, 2.0**24, 2.0**31])
+    angles = torch.cat((products, spread, -spread, edges, -edges)).float()
+    n = angles.numel()
+    cos, sin = torch.empty(n, device=DEVICE), torch.empty(n, device=DEVICE)
+    _float32_kernel[(triton.cdiv(n, 256),)](angles.to(DEVICE), cos, sin, n, BLOCK=256)
+    exact = angles.double()
+    assert (cos.cpu().double() - exact.cos()).abs().max() <= 3e-7
+    assert (sin.cpu().double() - exact.sin()).abs().max() <= 3e-7

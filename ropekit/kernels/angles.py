@@ -22,19 +22,40 @@ own rounding, and cost ten fused multiply-adds for the pair. The whole error is 
 float32 arithmetic (about 1e-7) plus the 2^-33 turn that the dropped low bits and the
 rounding of F_i leave: well within 1e-6.
 
-Plain-torch specification: :func:`ropekit.exact_cos_sin`; ``tests/test_kernels_angles.py``
-compares the two under the interpreter.
+Float32 angles go the same way (:func:`float32_cos_sin`). The Hugging Face-compatible mode
+rounds the angle a = float32(m)·θ_i to float32 first, on purpose, and then wants cos(a) and
+sin(a) of that float32 value. libdevice's cosf/sinf reduce a modulo 2π with a long
+instruction sequence (and a slower one past |a| ≈ 10^5), twice, once for cos and once for
+sin. Instead, split a into its whole radians n = floor(a) and the rest f = a − n, both
+exact in float32, and take the phase
+
+    n·U + f·U   (units of 2^-64 turn, U = 2^64/(2π) units per radian),
+
+the first term as one wrapping int64 multiply by the integer nearest U (off by at most half
+a unit per radian: 2^-33 turn at |n| = 2^31), the second as one float32 multiply (its
+rounding is float32's, about 6e-8 rad). Then the same quadrant-and-polynomial step as
+exact angles. cos and sin of the float32 angle to about 1e-7 at every magnitude, one
+range reduction for both, no branch.
+
+Plain-torch specification: :func:`ropekit.exact_cos_sin` and :func:`ropekit.rope_cos_sin`;
+``tests/test_kernels_angles.py`` compares them under the interpreter.
 """
 
 import math
 
+import torch
 import triton
 import triton.language as tl
+
+from ..exact_angles import fixed_point_turns
 
 # Globals that a Triton kernel reads must be constexpr.
 EIGHTH_TURN = tl.constexpr(1 << 61)  # 1/8 turn in units of 2^-64 turn
 LOW_32 = tl.constexpr((1 << 32) - 1)
 RADIANS_PER_UNIT = tl.constexpr(2 * math.pi / 2**32)  # one unit of the top 32 bits of the phase
+# 2^-64 turns per radian, the nearest integer (< 2^63, an int64): the fixed-point step of θ = 1
+UNITS_PER_RADIAN = tl.constexpr(int(fixed_point_turns(torch.ones(1, dtype=torch.float64))[0]))
+UNITS_PER_RADIAN_F32 = tl.constexpr(2**64 / (2 * math.pi))  # the same as a float, for the fraction
 
 
 @triton.jit
@@ -42,6 +63,15 @@ def exact_cos_sin(m, turns):
     """cos and sin (float32) of the phases m·F_i: m int64 ``(BLOCK_S,)`` positions, turns
     int64 ``(HALF_PAD,)`` fixed-point steps. Returns two ``(BLOCK_S, HALF_PAD)`` tensors."""
     return cos_sin_of_phase(m[:, None] * turns[None, :])  # mod 2^64 by wrap-around
+
+
+@triton.jit
+def float32_cos_sin(angle):
+    """cos and sin (float32) of float32 angles in radians, any tile shape, any magnitude:
+    the phase n·U + f·U of the module docstring, then :func:`cos_sin_of_phase`."""
+    whole = tl.floor(angle)
+    phase = whole.to(tl.int64) * UNITS_PER_RADIAN + ((angle - whole) * UNITS_PER_RADIAN_F32).to(tl.int64)
+    return cos_sin_of_phase(phase)
 
 
 @triton.jit
