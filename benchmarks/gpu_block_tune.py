@@ -17,7 +17,7 @@ Cases (bf16, forward, L2 flushed before each call, median of ``--reps``):
   interleave, (3, batch, seq) positions.
 
 The block sizes are swapped through the launchers' caches (``BLOCK_SIZE_CACHE`` and
-``mrope._block_sizes``), so the kernel code is exactly the shipped one.
+``mrope.block_sizes``), so the kernel code is exactly the shipped one.
 """
 
 import argparse
@@ -105,10 +105,10 @@ def rope_setter(key):
 
 
 def mrope_setter():
-    shipped = mrope_kernel._block_sizes
+    shipped = mrope_kernel.block_sizes
 
     def set_config(config):
-        mrope_kernel._block_sizes = shipped if config is None else (lambda *args: config)
+        mrope_kernel.block_sizes = shipped if config is None else (lambda *args: config)
     return set_config
 
 

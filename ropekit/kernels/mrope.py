@@ -119,7 +119,7 @@ def mrope_qk_kernel(
 # Block sizes per (heads, head_dim, dtype, layout, angle mode, memory order), as
 # ropekit.kernels.apply_rope_qk picks them for the same angle mode (its docstring has the
 # H200 evidence); never from batch or sequence length, so a new length reuses the kernel.
-_block_sizes = functools.lru_cache(maxsize=None)(pick_block_sizes)
+block_sizes = functools.lru_cache(maxsize=None)(pick_block_sizes)
 
 
 def _launch(q, k, q_out, k_out, positions, inv_freq, sections, interleaved, layout, attention_factor, inverse):
@@ -138,7 +138,7 @@ def _launch(q, k, q_out, k_out, positions, inv_freq, sections, interleaved, layo
     strides = (q_sb, q_ss, q_sh, qo_sb, qo_ss, qo_sh, k_sb, k_ss, k_sh, ko_sb, ko_ss, ko_sh)
     align, strides = vector_aligned(strides, q.element_size())
     exact = inv_freq.dtype == torch.int64  # fixed-point turns: exact angles
-    block_s, block_hq, block_hk, num_warps = _block_sizes(q_heads, k_heads, head_dim, rotary_dim, q.element_size(),
+    block_s, block_hq, block_hk, num_warps = block_sizes(q_heads, k_heads, head_dim, rotary_dim, q.element_size(),
                                                           layout == "paper", "exact" if exact else "float32",
                                                           q_sh > q_ss)
     n_t, n_h, n_w = sections

@@ -135,16 +135,13 @@ def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, an
     not committed). More warps on the same tile spread it thinner: each thread holds fewer
     heads of a token and recomputes cos/sin more often.
 
-    Angles computed in the kernel. The committed H200 run (benchmarks/results/h200-angles/,
-    bf16, 32 + 8 heads, head_dim 128, 640 and 1280 MB of q and k) timed both candidate sizes:
-    exact angles are fastest with these table sizes (0.98-0.99× copy in the half layout,
-    1.00× in the paper layout; 0.94-0.97× with _computed_angle_block_sizes); float32 angles
-    in the half layout are fastest with _computed_angle_block_sizes (0.93× against 0.84×),
-    in the paper layout with the table sizes (0.99× against 0.96×).
+    Angles computed in the kernel, half layout: see :func:`_computed_angle_block_sizes`.
+    In the paper layout they keep the table's sizes (1.00× of a copy for float32 and
+    exact angles in the H200 sweep of benchmarks/results/h200-block-tune/).
     """
     row = 2 * triton.next_power_of_2(rotary_dim // 2)
-    if angles == "float32" and not paper:
-        return _computed_angle_block_sizes(q_heads, k_heads, row)
+    if not paper and (angles == "float32" or (angles == "exact" and not heads_outer)):
+        return _computed_angle_block_sizes(q_heads, k_heads, row, heads_outer)
     bytes_per_token = (q_heads + k_heads) * head_dim * itemsize
     block_s = min(64, _prev_power_of_2(max(1, 16384 // bytes_per_token)))
     if heads_outer:
@@ -155,33 +152,37 @@ def pick_block_sizes(q_heads, k_heads, head_dim, rotary_dim, itemsize, paper, an
     return block_s, block_hq, block_hk, 4
 
 
-def _computed_angle_block_sizes(q_heads, k_heads, row):
-    """Block sizes for float32 angles computed in the kernel, half layout (see pick_block_sizes).
+def _computed_angle_block_sizes(q_heads, k_heads, row, heads_outer):
+    """Block sizes for cos/sin computed in the kernel, half layout (see pick_block_sizes):
+    head blocks of at most 16 heads and 4096-element tiles, so a 32 + 8 head model with
+    head_dim 128 takes 2 tokens × 16 q heads (and 2 × 8 k heads) per step, at 4 warps.
 
-    Why the table's sizes are wrong here. cos/sin live in registers laid out like the tile
-    that uses them, and each thread computes the entries of the columns it holds. With the
-    table's sizes (one token; 32 q heads and 8 k heads per block for a 32 + 8 head model)
-    every (token, pair) is computed by all the threads that hold other heads of that token,
-    and twice over, because the q and k tiles have different shapes and so
-    different layouts. Compiled for sm_90 (bf16, 32 + 8 heads, head_dim 128, half layout),
-    that program runs 2312 SASS instructions per token with triton 3.6 (3256 with triton
-    3.9) against 432 reading a table: libdevice's sinf/cosf, repeated. This is our
-    explanation of the ~0.84× of a copy that issue 15 reports for float32 in-kernel angles
-    in the half layout on the H200, below table mode.
+    Why not the table's sizes (one token, all 32 q heads). cos/sin live in registers laid
+    out like the tile that uses them, and each thread computes the entries of the columns
+    it holds: with one token per program, every (token, pair) is computed by all the
+    threads that hold other heads of that token, and the position of a program's single
+    token (read from memory with position_ids or M-RoPE's three axes) is one more load the
+    whole program waits for. Two tokens per program halve both. The H200 sweep
+    (benchmarks/results/h200-block-tune/, bf16, B4 S8192, forward, fraction of copy speed)
+    measured 2 × 16 × 8 at 0.99-1.00× for float32 and exact angles in this kernel and in
+    the M-RoPE kernel (Qwen2-VL and Qwen3-VL shapes), against 0.94-0.99× with the table's
+    sizes (0.94× for exact M-RoPE at the Qwen3-VL shape, 0.945× for float32 angles here) and
+    0.93-0.95× with the 4-head blocks used before for float32 angles. k blocks hold at
+    least 8 heads, masked beyond the model's: with Qwen2-VL's 4 kv heads, 2 × 16 × 8
+    measured 0.996× against 0.987× for 2 × 16 × 4 (exact angles). We did not time every
+    head count.
 
-    So here q and k share one head block (one layout: cos/sin computed once per thread)
-    of at most 4 heads, and a program takes more tokens instead (4096-element tiles), so
-    the threads of a head block hold different tokens rather than the same one: 397
-    instructions per token for float32 angles and 253 for exact ones with triton 3.6 (709
-    and 252 with 3.9), at or below the table's 432. Counts from
-    benchmarks/kernel_instruction_counts.py, committed in
-    benchmarks/results/sm90-instruction-counts/. Instruction counts are not speed: the H200
-    run measured that these sizes help float32 angles in the half layout (0.84× -> 0.93× of
-    a copy) but not exact angles, whose cheaper arithmetic runs best with the table's sizes.
+    HF's (batch, heads, seq, head_dim) memory (heads_outer) was not in that sweep and keeps
+    the earlier choices: 4-head blocks of 8+ tokens for float32 angles, the table's sizes
+    for exact ones (benchmarks/results/h200-angles/).
     """
-    block_h = min(4, triton.next_power_of_2(min(q_heads, k_heads)))
-    block_s = min(64, max(1, 4096 // (row * block_h)))
-    return block_s, block_h, block_h, 4
+    if heads_outer:  # float32 angles only (exact ones take the table's sizes there)
+        block_h = min(4, triton.next_power_of_2(min(q_heads, k_heads)))
+        return min(64, max(1, 4096 // (row * block_h))), block_h, block_h, 4
+    block_hq = min(16, triton.next_power_of_2(q_heads))
+    block_hk = min(block_hq, max(8, triton.next_power_of_2(k_heads)))
+    block_s = min(64, max(1, 4096 // (row * block_hq)))
+    return block_s, block_hq, block_hk, 4
 
 
 def _prev_power_of_2(n):
