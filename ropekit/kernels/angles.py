@@ -46,8 +46,10 @@ import math
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from ..exact_angles import fixed_point_turns
+from .common import INTERPRETED
 
 # Globals that a Triton kernel reads must be constexpr.
 EIGHTH_TURN = tl.constexpr(1 << 61)  # 1/8 turn in units of 2^-64 turn
@@ -63,6 +65,24 @@ def exact_cos_sin(m, turns):
     """cos and sin (float32) of the phases m·F_i: m int64 ``(BLOCK_S,)`` positions, turns
     int64 ``(HALF_PAD,)`` fixed-point steps. Returns two ``(BLOCK_S, HALF_PAD)`` tensors."""
     return cos_sin_of_phase(m[:, None] * turns[None, :])  # mod 2^64 by wrap-around
+
+
+# On the GPU the compiler fuses a multiply into the next add or subtract (one FMA, one
+# rounding), which would hand float32_cos_sin the unrounded product m·θ_i: more accurate,
+# but not the float32 angle Hugging Face and rope_cos_sin take the cosine of (half an ulp
+# apart: 1e-4 rad at m·θ_i ≈ 2000). libdevice's mul_rn is a multiply that is never fused.
+# The interpreter computes with numpy, which fuses nothing.
+ROUNDED_MULTIPLY = tl.constexpr(not INTERPRETED)
+
+
+@triton.jit
+def float32_angle(m, inv_freq):
+    """The float32 angle float32(m)·θ_i, rounded as torch rounds it (m float32, any
+    broadcastable shapes)."""
+    if ROUNDED_MULTIPLY:
+        return libdevice.mul_rn(m, inv_freq)
+    else:
+        return m * inv_freq
 
 
 @triton.jit

@@ -44,7 +44,7 @@ import triton.language as tl
 
 from ..checks import LAYOUTS, check_angles, check_mrope_positions, check_sections, describe, is_real
 from ..exact_angles import fixed_point_turns
-from .angles import cos_sin_of_phase, float32_cos_sin
+from .angles import cos_sin_of_phase, float32_angle, float32_cos_sin
 from .common import INTERPRETED, KERNEL_DTYPES, qkv_strides, rotate_heads, token_block, vector_aligned
 from .rope_triton import pick_block_sizes
 
@@ -104,7 +104,7 @@ def mrope_qk_kernel(
     else:
         # φ = p_{a(i)}·θ_i in float32, as ropekit.rope_cos_sin computes it.
         inv_freq = tl.load(inv_freq_ptr + i, mask=i < HALF, other=0.0).to(tl.float32)
-        cos, sin = float32_cos_sin(m * inv_freq[None, :])
+        cos, sin = float32_cos_sin(float32_angle(m, inv_freq[None, :]))
     cos = (cos * cos_scale)[:, None, :]
     sin = (sin * sin_scale)[:, None, :]
 

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .angles import exact_cos_sin, float32_cos_sin
+from .angles import exact_cos_sin, float32_angle, float32_cos_sin
 from .common import INTERPRETED, qkv_strides, rotate_heads, token_block, vector_aligned
 
 # --- the kernel ------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def rope_qk_kernel(
         cos, sin = exact_cos_sin(m, tl.load(inv_freq_ptr + f, mask=f < HALF, other=0))
     else:
         inv_freq = tl.load(inv_freq_ptr + f, mask=f < HALF, other=0.0).to(tl.float32)
-        cos, sin = float32_cos_sin(m.to(tl.float32)[:, None] * inv_freq[None, :])
+        cos, sin = float32_cos_sin(float32_angle(m.to(tl.float32)[:, None], inv_freq[None, :]))
     if VARLEN:
         # Padding tokens after the last sequence pass through unchanged.
         cos = tl.where(in_seq[:, None], cos, 1.0)
