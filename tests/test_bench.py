@@ -136,7 +136,7 @@ def test_cpu_run_writes_the_schema_with_consistent_numbers(tmp_path, capsys):
     assert len([line for line in printed.splitlines() if "cases timed in" in line]) == 2
     assert "committed runs in benchmarks/results/" in printed
     if hasattr(importlib.import_module("ropekit.viz"), "plot_benchmark"):
-        assert (tmp_path / "rope.png").exists() and (tmp_path / "rerope.png").exists()
+        assert all((tmp_path / f"{name}.png").exists() for name in ("summary", "rope", "rerope"))
     else:
         assert "plotting skipped" in printed
 
@@ -295,7 +295,8 @@ def test_read_results_types_every_column_and_round_trips_write_csv(tmp_path):
     bench.write_csv([row], tmp_path / "later.csv")
     assert _read(tmp_path / "later.csv")[0] == SCHEMA + ["host_us"]
     assert bench.read_results(str(tmp_path / "later.csv"))[0]["host_us"] == 12.5
-    assert set(bench.LATER_COLUMNS) == {"gpu_us", "host_us"} and not set(bench.LATER_COLUMNS) & set(bench.SCHEMA)
+    assert list(bench.LATER_COLUMNS) == ["gpu_us", "host_us", "host_nograd_us", "gpu_clock"]
+    assert not set(bench.LATER_COLUMNS) & set(bench.SCHEMA)
 
 
 def test_read_results_reads_the_committed_gpu_runs():
@@ -354,3 +355,149 @@ def test_python_dash_m_runs_the_command_line():
 
     out = subprocess.run([sys.executable, "-m", "ropekit.bench", "--help"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("usage: python -m ropekit.bench") and "--quick" in out.stdout
+
+
+# --- the GPU and the host apart (issue 14): gpu_us, host_us, host_nograd_us ---------------------
+
+
+def test_clocks_fill_host_times_and_the_launch_path_on_cpu(tmp_path, capsys):
+    rows = bench.run_rope_suite([(1, 8), (2, 8)], 2, 1, 8, torch.float32, ["copy", "torch_eager"],
+                                list(bench.PASSES), "cpu", reps=2, warmup=0, clocks=True)
+    assert all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert r["host_us"] > 0
+        assert ("host_nograd_us" in r) == (r["pass"] == "fwd")  # the launch path is a forward question
+        assert "gpu_us" not in r and "gpu_clock" not in r  # no CUDA graph without CUDA
+    bench.write_csv(rows, tmp_path / "results.csv")
+    assert _read(tmp_path / "results.csv")[0] == SCHEMA + ["host_us", "host_nograd_us"]
+    typed = bench.read_results(tmp_path / "results.csv")
+    assert [t["host_us"] for t in typed] == pytest.approx([r["host_us"] for r in rows])
+    assert all(math.isnan(t["gpu_us"]) and t["gpu_clock"] == "" for t in typed)
+
+    # the launch path: the smallest shape, each forward against copy's two copy_ calls
+    shape, lines = bench.launch_path(typed)
+    assert shape == (1, 8)
+    fwd = {f"{t['provider']} {t['layout']}".strip(): t for t in typed if t["pass"] == "fwd" and t["batch"] == 1}
+    floor = fwd["copy"]["host_nograd_us"]
+    assert [line[0] for line in lines] == ["copy", "torch_eager half", "torch_eager paper"]
+    for name, nograd, nograd_x, grad, grad_x in lines:
+        assert nograd == fwd[name]["host_nograd_us"] and grad == fwd[name]["host_us"]
+        assert nograd_x == pytest.approx(nograd / floor) and grad_x == pytest.approx(grad / floor)
+    bench.print_summary(rows)
+    printed = capsys.readouterr().out
+    assert "rope fwd: host time per call (µs)" in printed and "the launch path" in printed
+    assert "GPU time (CUDA graph)" not in printed  # no gpu_us measured
+
+
+def test_runs_without_clocks_write_the_columns_of_before():
+    rows = bench.run_rope_suite([(1, 8)], 2, 1, 8, torch.float32, ["copy"], ["fwd"], "cpu", reps=1, warmup=0)
+    assert not set(bench.LATER_COLUMNS) & set(rows[0])  # CPU default: no clocks, the CSV of before
+    assert bench.launch_path(rows) == (None, [])
+
+
+def test_no_grad_call_copies_into_outputs_allocated_once_and_leaves_inputs_alone():
+    q, k = torch.randn(1, 4, 2, 8, requires_grad=True), torch.randn(1, 4, 1, 8, requires_grad=True)
+    copy_ = bench.no_grad_call("copy", None, q, k)
+    first, second = copy_(), copy_()
+    assert [t.data_ptr() for t in first] == [t.data_ptr() for t in second]  # no allocation per call
+    assert torch.equal(first[0], q.detach()) and torch.equal(first[1], k.detach())
+    assert not first[0].requires_grad
+
+    def rotates_in_place(q_in, k_in):  # as Liger does
+        return q_in.mul_(2), k_in.mul_(2)
+
+    before = q.detach().clone()
+    q_out, _ = bench.no_grad_call("liger", rotates_in_place, q, k)()
+    assert torch.equal(q, before) and not q_out.requires_grad  # the suite's tensors are not touched
+
+
+def test_host_time_stops_the_clock_when_the_last_call_returns():
+    calls = []
+    per_call = bench.host_us_per_call(lambda: calls.append(1), "cpu", calls=4, repeats=3, warmup=2, wait=False)
+    assert len(calls) == 2 + 4 * 3 and per_call >= 0
+    calls.clear()
+    bench.host_time(lambda: calls.append(1), 10.0, "cpu")
+    loop = bench.clocks.HOST_MOST_CALLS  # 1000 µs budget / 10 µs a call is more than the most per loop
+    assert len(calls) == 2 + loop * 15  # a fast call: the most loops (15)
+    calls.clear()
+    bench.host_time(lambda: calls.append(1), 40_000.0, "cpu")
+    assert len(calls) == 2 + 1 * 3  # a 40 ms call: one call a loop, the fewest loops (3)
+
+
+def test_graph_inputs_rotate_until_they_spill_out_of_l2():
+    spill = bench.clocks.L2_SPILL_BYTES
+    for nbytes in (17 * 2**20, 21 * 2**20, 40 * 2**20, 100 * 2**20):
+        sets = bench.input_sets(nbytes)
+        assert sets * nbytes >= spill and (sets - 1) * nbytes < spill  # the fewest that spill
+    assert bench.input_sets(2**30) == 1
+    assert bench.input_sets(1000) == bench.clocks.MOST_INPUT_SETS
+    with pytest.raises(ValueError, match="nbytes"):
+        bench.input_sets(0)
+    assert [bench.calls_within(1000, t, 64) for t in (10, 300, 5000, 0.0)] == [64, 3, 1, 64]
+
+
+def test_fraction_of_baseline_divides_the_baselines_time_by_each_rows():
+    rows = []
+    for seq, copy_t, eager_t in ((8, 10.0, 40.0), (16, 20.0, 25.0)):
+        for provider, t in (("copy", copy_t), ("torch_eager", eager_t)):
+            row = bench.results.new_row("rope", provider, "half", "fwd", 1, seq, 2, 1, 8, torch.float32)
+            row["gpu_us"] = t
+            rows.append(row)
+    rows.append(dict(rows[1], status="skipped: wrong result", gpu_us=""))
+    rows.append(dict(rows[1], seq=32))  # no copy row at seq 32
+    got = bench.fraction_of_baseline(rows, "gpu_us")
+    assert got[:4] == [1.0, 10.0 / 40.0, 1.0, 20.0 / 25.0]
+    assert math.isnan(got[4]) and math.isnan(got[5])
+    assert all(math.isnan(f) for f in bench.fraction_of_baseline(rows, "host_us"))  # not measured
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+
+
+@needs_cuda
+def test_a_cuda_graph_replays_the_backward_it_was_timed_for():
+    # If autograd ran the backward outside the capture (on another stream), the graph would
+    # replay nothing and gpu_us would be ~0. Count what the replays added up instead.
+    q = torch.randn(1, 64, 4, 32, device="cuda", requires_grad=True)
+    dq = torch.randn_like(q)
+    sink = torch.zeros_like(q)
+
+    def make_calls():
+        saved = q * 3.0  # the forward, built on the capture stream
+        def backward():
+            sink.add_(torch.autograd.grad(saved, q, dq, retain_graph=True)[0])
+        return [backward]
+
+    count, reps, warmup = 4, 3, 2
+    assert bench.graph_us_per_call(make_calls, count, reps, warmup=warmup) > 0
+    torch.cuda.synchronize()
+    runs = warmup + count * (reps + 1)  # eager warm-up, then the replays (one untimed)
+    torch.testing.assert_close(sink, 3.0 * dq * runs)
+
+
+@needs_cuda
+def test_cuda_runs_fill_gpu_time_from_a_graph_or_say_why_not(monkeypatch):
+    def syncs(layout, cos, sin, inv_freq):  # a host sync in every call: not capturable
+        eager = bench.providers.torch_eager(layout, cos, sin, inv_freq)
+        return lambda q, k: (eager(q, k), q.sum().item())[0]
+
+    # the failed capture comes first: the providers after it must still be captured
+    monkeypatch.setitem(bench.ROPE_PROVIDERS, "torch_eager", (("half",), syncs))
+    rows = bench.run_rope_suite([(1, 256)], 4, 2, 64, torch.bfloat16, ["copy", "torch_eager", "torch_complex"],
+                                list(bench.PASSES), "cuda", reps=5, warmup=1)
+    assert all(r["status"] == "ok" for r in rows), rows
+    for r in rows:
+        assert r["gpu_us"] > 0 and r["host_us"] > 0
+        if r["provider"] == "torch_eager":
+            assert r["gpu_clock"].startswith("events: not capturable") and r["gpu_us"] == r["time_us"]
+        else:
+            assert r["gpu_clock"].startswith("graph of ")
+
+
+def test_graph_time_needs_cuda_and_sane_counts():
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="count"):
+            bench.graph_us_per_call(lambda: [lambda: None], 0, 5)
+    else:
+        with pytest.raises(RuntimeError, match="CUDA"):
+            bench.graph_us_per_call(lambda: [lambda: None], 4, 5)

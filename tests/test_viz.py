@@ -363,6 +363,82 @@ def test_benchmark_rejects_bad_data(tmp_path):
         viz.plot_benchmark(only_skipped)
 
 
+# --- plot_bench_summary ----------------------------------------------------------------------
+
+CLOCKS = HEADER + ",gpu_us,host_us,host_nograd_us,gpu_clock"
+
+
+def clocked_csv(tmp_path, seqs=(1024, 8192)):
+    """A CUDA run's results.csv: copy, ropekit (half), liger (skipped) at each seq, fwd and bwd,
+    with GPU and host clocks; ropekit's bwd at the largest seq was timed by CUDA events."""
+    lines = [CLOCKS]
+    for n, seq in enumerate(seqs):
+        for pass_ in ("fwd", "bwd"):
+            copy_gpu, rk_gpu = 10.0 * (n + 1), 12.5 * (n + 1) + (5.0 if pass_ == "bwd" else 0.0)
+            copy_host, rk_host = 8.0 + n, 30.0 + 10 * n + (20.0 if pass_ == "bwd" else 0.0)
+            clock = "events: not capturable (RuntimeError: sync)" if (pass_, n) == ("bwd", len(seqs) - 1) else "graph of 8 calls"
+            lines.append(f"rope,copy,,{pass_},1,{seq},32,8,128,bf16,,20.0,1.0,copy,1.0,,ok,{copy_gpu},{copy_host},,graph of 8 calls")
+            lines.append(f"rope,ropekit,half,{pass_},1,{seq},32,8,128,bf16,,30.0,1.0,copy,0.5,,ok,{rk_gpu},{rk_host},,{clock}")
+            lines.append(f"rope,liger,half,{pass_},1,{seq},32,8,128,bf16,,,,copy,,,skipped: not installed,,,,")
+    lines.append("rerope,sdpa_rope,,fwd,1,4096,32,32,128,bf16,512,260.0,1.0,sdpa_rope,1.0,32.0,ok,250.0,20.0,,graph of 1 calls")
+    path = tmp_path / "clocked.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bench_summary_draws_fractions_of_copy_speed_beside_host_time(tmp_path):
+    fig = viz.plot_bench_summary(clocked_csv(tmp_path))
+    left, right = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    # columns: fwd at 1024, 8192, then bwd; rows: copy, ropekit half (liger skipped: left out)
+    assert [t.get_text() for t in left.get_yticklabels()] == ["copy", "ropekit half"]
+    assert [t.get_text() for t in left.get_xticklabels()] == [
+        "fwd\nB1 S1024\n10 MB", "fwd\nB1 S8192\n84 MB", "bwd\nB1 S1024\n10 MB", "bwd\nB1 S8192\n84 MB"]
+    # copy's gpu_us / ropekit's gpu_us, from the numbers written into clocked_csv
+    np.testing.assert_allclose(left.images[0].get_array().filled(np.nan), [
+        [1.0, 1.0, 1.0, 1.0], [10 / 12.5, 20 / 25.0, 10 / 17.5, 20 / 30.0]])
+    np.testing.assert_allclose(right.images[0].get_array().filled(np.nan), [
+        [8.0, 9.0, 8.0, 9.0], [30.0, 40.0, 50.0, 60.0]])
+    texts = [t.get_text() for t in left.texts]
+    assert "0.67*" in texts and texts.count("1.00") == 4  # the events-timed cell is marked
+    assert "GPU time, CUDA graph" in left.get_title() and "not capturable" in left.get_title()
+    assert "host time per call" in right.get_title()
+    assert {t.get_text() for t in right.texts} >= {"8.0", "9.0", "30", "60"}
+    assert any("32 q heads, 8 kv heads" in t.get_text() for t in fig.findobj(matplotlib.text.Text))
+    assert_labelled(fig)
+
+
+def test_bench_summary_picks_passes_shapes_and_the_time_column(tmp_path):
+    path = clocked_csv(tmp_path, seqs=(1024, 2048, 4096, 8192, 16384))
+    fig = viz.plot_bench_summary(path, passes=["bwd"])
+    labels = [t.get_text().split("\n")[1] for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["B1 S1024", "B1 S8192", "B1 S16384"]  # the smallest and the two largest
+    fig = viz.plot_bench_summary(path, shapes=[(1, 2048)], time="time_us")
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array().filled(np.nan), [[1.0, 1.0], [20 / 30, 20 / 30]])
+    assert "time_us" in fig.axes[0].get_title()
+    # a file from before the clocks: the host panel says there is nothing to draw
+    old = viz.plot_bench_summary(bench_csv(tmp_path), time="time_us")
+    assert not old.axes[1].images and "no host_us" in old.axes[1].texts[0].get_text()
+    assert_labelled(old)
+
+
+def test_bench_summary_rejects_bad_arguments(tmp_path):
+    path = clocked_csv(tmp_path)
+    with pytest.raises(ValueError, match="time"):
+        viz.plot_bench_summary(path, time="wall")
+    with pytest.raises(ValueError, match="passes"):
+        viz.plot_bench_summary(path, passes=["forward"])
+    with pytest.raises(ValueError, match="shapes"):
+        viz.plot_bench_summary(path, shapes=[(3, 5)])
+    with pytest.raises(ValueError, match="axes"):
+        viz.plot_bench_summary(path, axes=plt.subplots(1, 3)[1])
+    rerope_only = tmp_path / "rerope.csv"
+    rerope_only.write_text(CLOCKS + "\n" + path.read_text().splitlines()[-1] + "\n")
+    with pytest.raises(ValueError, match="RoPE suite"):
+        viz.plot_bench_summary(rerope_only)
+    with pytest.raises(ValueError, match="gpu_us"):
+        viz.plot_bench_summary(bench_csv(tmp_path))  # no GPU clocks and no host times to draw
+
+
 # --- interactive versions and the style ----------------------------------------------------
 
 
@@ -469,6 +545,8 @@ def test_every_public_name_of_the_former_module_still_works():
         # lesson 07's pictures of decoding
         "plot_cache_layout": "decode",
         "plot_scored_distances": "decode",
+        # issue 14: a benchmark run in one picture
+        "plot_bench_summary": "benchmark",
     }
     assert set(viz.__all__) == set(family) | {"frequency_schedules"}
     for name, module in family.items():

@@ -6,7 +6,11 @@ Rerun it on a GPU (about 40 s on an H100)::
 
 It prints one table per pass and writes into ``my_results/``:
 
-* ``results.csv``: one row per (suite, provider, layout, pass, shape), columns in ``COLUMNS``;
+* ``results.csv``: one row per (suite, provider, layout, pass, shape), columns in ``COLUMNS``
+  and, on a GPU, the clocks in ``LATER_COLUMNS`` (GPU time and host time apart);
+* ``summary.png``: the thirty-second picture, provider × shape, the fraction of copy speed
+  of the GPU time beside the host time per call, drawn by
+  :func:`ropekit.viz.plot_bench_summary`;
 * ``rope.png`` and ``rerope.png``: GB/s against sequence length, one panel per pass, drawn by
   :func:`ropekit.viz.plot_benchmark`;
 * ``meta.json``: GPU name, torch / triton / CUDA versions, date, and the exact command.
@@ -20,14 +24,17 @@ committed results in ``benchmarks/results/`` (the kernel lesson shows them).
 
 The package, one job a module:
 
-* :mod:`ropekit.bench.measure`: bytes a pass must move, timing (device time and host time
-  per call), peak extra memory; also used by the tuning scripts in ``benchmarks/``;
+* :mod:`ropekit.bench.measure`: bytes a pass must move, timing (device time, CUDA-graph
+  time and host time per call), peak extra memory; also used by the scripts in ``benchmarks/``;
+* :mod:`ropekit.bench.clocks`: how a case's GPU time and host time are measured apart, and
+  how long each clock may run;
 * :mod:`ropekit.bench.providers`: who computes RoPE and ReRoPE attention (torch, ropekit's
   kernels, Liger-Kernel, flash-attention), and why one cannot run here;
 * :mod:`ropekit.bench.suites`: the RoPE suite and the ReRoPE attention suite;
 * :mod:`ropekit.bench.results`: the one definition of the CSV columns, and
   :func:`read_results`, the one reader of a results file;
-* :mod:`ropekit.bench.report`: progress, skip reasons and the summary tables it prints;
+* :mod:`ropekit.bench.report`: progress, skip reasons, the summary tables it prints and
+  the launch path (:func:`launch_path`);
 * :mod:`ropekit.bench.cli`: the command line (``python -m ropekit.bench``).
 
 What to look at
@@ -38,9 +45,11 @@ copy_time / provider_time: 1.0 is copy speed, 0.5 twice as slow. Eager torch mak
 passes over memory (float32 temporaries, a concatenation), so expect it well below 1; a
 fused kernel reads and writes each element once and should come close to 1. Compare the
 ``half`` and ``paper`` layouts too: paper pairs neighbouring features, half pairs features
-head_dim/2 apart. Trust the large shapes most: at B1 S1024 a call moves only 10 MB, a few µs
-of memory traffic, so providers are timed mostly waiting for Python and kernel launches
-(see Time below), which is a different lesson (CUDA graphs, fusion into the next kernel).
+head_dim/2 apart. In ``time_us`` trust the large shapes most: at B1 S1024 a call moves only
+10 MB, a few µs of memory traffic, so ``time_us`` mostly times the wait for Python and
+kernel launches (see Time below). ``gpu_us`` (a CUDA-graph replay) takes the host out and
+``host_us`` measures it apart: the small shapes are a lesson about the launch path (CUDA
+graphs, fewer and cheaper Python calls, fusion into the next kernel).
 
 In the ReRoPE suite the baseline is SDPA (whichever backend torch picks, its fastest) on q
 and k rotated beforehand, i.e. ordinary RoPE attention, the best ReRoPE can hope for. The
@@ -63,6 +72,18 @@ Conventions
   the GPU writes that buffer (~0.1 ms); when the Python and launch work of a call (autograd,
   many small eager kernels) takes longer, the GPU waits inside the timed interval and that
   wait is counted. On CPU: ``time.perf_counter``.
+* GPU time (``gpu_us``, CUDA only): the call captured in a CUDA graph, several to a graph
+  when it is fast, each on inputs of its own so that none reads from the L2 the last one
+  filled, and the graph replayed; per call. No Python, launch or autograd bookkeeping is
+  left between the kernels, so small shapes are timed as fairly as large ones, and this
+  is the column to compare kernels by. ``gpu_clock`` says how many calls a graph held, or
+  that the call could not be captured and CUDA events timed it (as ``time_us``).
+* Host time (``host_us``, CUDA only): wall clock over a short loop of eager calls, stopped
+  when the last call returns, before waiting for the GPU: what a call costs the CPU.
+  ``host_nograd_us`` (forward rows): the same forward on inputs that do not require grad;
+  for ``copy`` it is ``q_out.copy_(q); k_out.copy_(k)``, the floor issue 14 sets the launch
+  path against (at the smallest shape: at most 2× that without autograd, 3× with), printed
+  at the end of a run (:func:`ropekit.bench.report.launch_path`).
 * Passes: ``fwd`` runs the provider on q and k that require grad, as in training; ``bwd``
   calls ``torch.autograd.grad`` on one saved graph (``retain_graph=True``), so it times the
   backward alone; ``fwd+bwd`` does both. The ReRoPE suite is forward only, without grad.
@@ -78,6 +99,8 @@ from .cli import main, meta, parse_args, resolve
 from .measure import (
     L2_FLUSH_BYTES,
     attention_bytes,
+    calls_within,
+    graph_us_per_call,
     host_us_per_call,
     peak_extra_mb,
     percentiles,
@@ -85,8 +108,9 @@ from .measure import (
     time_samples,
     time_us,
 )
-from .providers import GPU_ONLY, REROPE_PROVIDERS, ROPE_PROVIDERS, rerope_call, unavailable
-from .report import print_summary
+from .clocks import gpu_time, host_time, input_sets
+from .providers import GPU_ONLY, REROPE_PROVIDERS, ROPE_PROVIDERS, no_grad_call, rerope_call, unavailable
+from .report import launch_path, print_summary
 from .results import (
     BASELINES,
     COLUMNS,
@@ -95,6 +119,7 @@ from .results import (
     PASSES,
     SCHEMA,
     SUITES,
+    fraction_of_baseline,
     read_results,
     results_files,
     write_csv,
@@ -112,6 +137,11 @@ __all__ = [
     "time_samples",
     "percentiles",
     "host_us_per_call",
+    "graph_us_per_call",
+    "calls_within",
+    "gpu_time",
+    "host_time",
+    "input_sets",
     "peak_extra_mb",
     "L2_FLUSH_BYTES",
     "ROPE_PROVIDERS",
@@ -119,6 +149,7 @@ __all__ = [
     "GPU_ONLY",
     "unavailable",
     "rerope_call",
+    "no_grad_call",
     "run_rope_suite",
     "run_rerope_suite",
     "SCHEMA",
@@ -130,6 +161,8 @@ __all__ = [
     "BASELINES",
     "write_csv",
     "read_results",
+    "fraction_of_baseline",
     "results_files",
     "print_summary",
+    "launch_path",
 ]

@@ -1,6 +1,6 @@
 """The command line, ``python -m ropekit.bench``: which shapes and providers a run times
 (defaults depend on the device and ``--quick``), what it records about the machine, and
-the files it writes (``results.csv``, ``meta.json``, ``rope.png``, ``rerope.png``)."""
+the files it writes (``results.csv``, ``meta.json``, ``summary.png``, ``rope.png``, ``rerope.png``)."""
 
 from __future__ import annotations
 
@@ -139,6 +139,11 @@ def meta(config, argv):
         "bytes": "rope: read + write of q and k (of their gradients for bwd), cos/sin tables not counted; "
                  "attention: read q, k, v + write out",
         "timing": "median; CUDA events after a 256 MB L2 flush" if gpu else "median of time.perf_counter",
+        "gpu_us": "per call, from replaying a CUDA graph of several calls on inputs of their own, L2 flushed "
+                  "before each replay (gpu_clock says how many, or why CUDA events instead)" if gpu else None,
+        "host_us": "wall clock per call over short loops of eager calls, stopped when the last call returns "
+                   "(host_nograd_us: the forward without autograd; for copy, q_out.copy_(q); k_out.copy_(k))"
+        if gpu else None,
         "torch_compile": "dynamic shapes, one compile for every size" if config["compile_dynamic"]
         else "static shapes, compiled afresh for each shape",
     }
@@ -192,20 +197,26 @@ def _plot(out, suites, device):
         # variable would leak into every process it starts (a test's notebook kernels too).
         matplotlib.use("Agg")
     try:
-        from ..viz import plot_benchmark
+        from ..viz import plot_bench_summary, plot_benchmark
     except ImportError as err:
-        print(f"plotting skipped: ropekit.viz.plot_benchmark is not available ({one_line(err)})")
+        print(f"plotting skipped: ropekit.viz is not available ({one_line(err)})")
         return
     import matplotlib.pyplot as plt
 
-    for suite in suites:
+    note = "measured on a CPU: says nothing about GPU speed (GPU runs: benchmarks/results/)"
+    csv_path = str(out / "results.csv")
+    figures = [(suite, lambda suite=suite: plot_benchmark(csv_path, suite=suite)) for suite in suites]
+    if "rope" in suites:
+        # a CPU run has no GPU clock: its summary shows the fraction of copy speed of time_us
+        time = "gpu_us" if device == "cuda" else "time_us"
+        figures.insert(0, ("summary", lambda: plot_bench_summary(csv_path, time=time)))
+    for name, draw in figures:
         try:
-            fig = plot_benchmark(str(out / "results.csv"), suite=suite)
+            fig = draw()
             if device != "cuda":
-                note = "measured on a CPU: says nothing about GPU speed (GPU runs: benchmarks/results/)"
                 fig.supxlabel(note, fontsize=12)
-            fig.savefig(out / f"{suite}.png", dpi=120, bbox_inches="tight")
+            fig.savefig(out / f"{name}.png", dpi=120 if name != "summary" else 100, bbox_inches="tight")
             plt.close(fig)
-            print(f"wrote {out / f'{suite}.png'}")
+            print(f"wrote {out / f'{name}.png'}")
         except Exception as err:  # a plot is a bonus; the CSV is the result
-            print(f"plotting {suite} failed: {type(err).__name__}: {one_line(err)}")
+            print(f"plotting {name} failed: {type(err).__name__}: {one_line(err)}")

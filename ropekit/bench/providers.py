@@ -113,6 +113,24 @@ _IMPORTS = {  # provider -> (module to import, what to install)
 }
 
 
+def no_grad_call(provider, fn, q, k):
+    """The forward call without autograd whose host time ``host_nograd_us`` records: ``fn``
+    on copies of q and k that do not require grad (Liger rotates in place: its copies, not
+    the suite's tensors). For ``copy``, the floor issue 14 measures the launch path against:
+    ``q_out.copy_(q); k_out.copy_(k)`` into outputs allocated once."""
+    q, k = q.detach().clone(), k.detach().clone()
+    if provider != "copy":
+        return lambda: fn(q, k)
+    q_out, k_out = torch.empty_like(q), torch.empty_like(k)
+
+    def copy_into():
+        q_out.copy_(q)
+        k_out.copy_(k)
+        return q_out, k_out
+
+    return copy_into
+
+
 def unavailable(provider, device):
     """Why ``provider`` cannot run here (a one-line reason), or None when it can."""
     if provider in GPU_ONLY:

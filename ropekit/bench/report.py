@@ -1,14 +1,15 @@
-"""What the harness prints: which providers it skips and why, its progress, and the
-summary tables (provider × shape) at the end."""
+"""What the harness prints: which providers it skips and why, its progress, the summary
+tables (provider × shape) at the end, and the launch path of issue 14 (:func:`launch_path`)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
 import torch
 
-from .results import BASELINES, PASSES, SUITES
+from .results import BASELINES, PASSES, SUITES, fraction_of_baseline
 
 
 class Progress:
@@ -59,7 +60,8 @@ def print_skips(reasons):
 
 
 def print_summary(rows):
-    """Tables of the results: provider × shape, one per (suite, pass) and quantity."""
+    """Tables of the results: provider × shape, one per (suite, pass) and quantity; with the
+    GPU and host clocks (a CUDA run), their tables and the launch path too."""
     for suite in SUITES:
         for pass_ in PASSES:
             part = [r for r in rows if r["suite"] == suite and r["pass"] == pass_]
@@ -67,11 +69,61 @@ def print_summary(rows):
                 continue
             _print_table(part, f"{suite} {pass_}: speed vs {BASELINES[suite]} (1.00 = as fast)",
                          lambda r: f"{r['speed_vs_baseline']:.2f}" if r["speed_vs_baseline"] != "" else "n/a")
+            if any(_measured(r, "gpu_us") for r in part):
+                fractions = dict(zip(map(id, part), fraction_of_baseline(part, "gpu_us")))
+                _print_table(part, f"{suite} {pass_}: GPU time (CUDA graph) speed vs {BASELINES[suite]}",
+                             lambda r: _fixed(fractions[id(r)], 2))
+            if any(_measured(r, "host_us") for r in part):
+                _print_table(part, f"{suite} {pass_}: host time per call (µs)",
+                             lambda r: _fixed(_number(r.get("host_us")), 1))
             if suite == "rerope":
                 _print_table(part, f"{suite} {pass_}: time (ms)", lambda r: f"{r['time_us'] / 1e3:.2f}")
                 if any(r["peak_mem_mb"] != "" for r in part):
                     _print_table(part, f"{suite} {pass_}: peak extra memory (MB)",
                                  lambda r: f"{r['peak_mem_mb']:.0f}")
+    shape, lines = launch_path(rows)
+    if lines:
+        print(f"\nrope fwd at B{shape[0]} S{shape[1]}, the launch path: host time per call, and as a "
+              "multiple of two copy_ calls' (issue 14: at most 2x without autograd, 3x with)")
+        print(f"{'':20}{'no grad µs':>12}{'x copy_':>9}{'autograd µs':>13}{'x copy_':>9}")
+        for name, nograd, nograd_x, grad, grad_x in lines:
+            cells = (_fixed(nograd, 1), _fixed(nograd_x, 2), _fixed(grad, 1), _fixed(grad_x, 2))
+            print(f"{name:20}" + "".join(f"{c:>{w}}" for c, w in zip(cells, (12, 9, 13, 9))))
+
+
+def launch_path(rows):
+    """Issue 14's launch path at the smallest RoPE shape (fewest tokens), forward.
+
+    Returns ``((batch, seq), lines)`` with one line per provider and layout:
+    ``(name, host_nograd_us, host_nograd_us / copy_, host_us, host_us / copy_)``, where
+    copy_ is the copy row's ``host_nograd_us`` (``q_out.copy_(q); k_out.copy_(k)``); NaN
+    where a number is missing. ``(None, [])`` when no row holds ``host_nograd_us``.
+    """
+    fwd = [r for r in rows if r["suite"] == "rope" and r["pass"] == "fwd" and _measured(r, "host_nograd_us")]
+    if not fwd:
+        return None, []
+    shape = min(((r["batch"], r["seq"]) for r in fwd), key=lambda s: (s[0] * s[1], s))
+    here = [r for r in rows
+            if r["suite"] == "rope" and r["pass"] == "fwd" and (r["batch"], r["seq"]) == shape]
+    floor = next((_number(r.get("host_nograd_us")) for r in here if r["provider"] == "copy"), math.nan)
+    lines = []
+    for r in here:
+        nograd, grad = _number(r.get("host_nograd_us")), _number(r.get("host_us"))
+        lines.append((f"{r['provider']} {r['layout']}".strip(), nograd, nograd / floor, grad, grad / floor))
+    return shape, lines
+
+
+def _number(value):
+    """A measurement as a float: NaN where there is none ("" in a fresh row, None)."""
+    return math.nan if value in ("", None) else float(value)
+
+
+def _measured(row, column):
+    return not math.isnan(_number(row.get(column)))
+
+
+def _fixed(value, digits):
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _print_table(rows, title, cell):

@@ -3,9 +3,11 @@ reader (:func:`read_results`) that the pictures, the lessons and any README tabl
 
 A run writes ``results.csv``, one row per (suite, provider, layout, pass, shape). Columns
 are declared once, in :data:`SCHEMA`, with their type and meaning; :data:`COLUMNS` is their
-order in the file. Columns a later harness will add (GPU time and host time per call,
-issue 14) are declared in :data:`LATER_COLUMNS`: :func:`write_csv` writes them as soon as
-rows carry them, and :func:`read_results` reads them, as NaN from files written before.
+order in the file. The GPU and host clocks of issue 14 came later and are declared in
+:data:`LATER_COLUMNS`: :func:`write_csv` writes them when rows carry them (a CUDA run), and
+:func:`read_results` reads them, as NaN (or empty text) from files written before or
+without them. :func:`fraction_of_baseline` turns any time column into a fraction of the
+baseline's speed, the number the tables, the summary figure and the README quote.
 """
 
 from __future__ import annotations
@@ -38,10 +40,15 @@ SCHEMA = {
     "peak_mem_mb": (float, "extra memory of one call at its peak, MiB (CUDA only)"),
     "status": (str, "'ok', or 'skipped: <why>'"),
 }
-# declared now, written once a harness measures them (issue 14: the kernel and the host apart)
+# the kernel and the host apart (issue 14): written by CUDA runs, after the SCHEMA columns
 LATER_COLUMNS = {
-    "gpu_us": (float, "GPU time of one call in µs (CUDA-graph replay or profiler kernel time)"),
-    "host_us": (float, "host time per call in µs: wall clock over a loop of calls (host_us_per_call)"),
+    "gpu_us": (float, "GPU time of one call in µs: a CUDA graph of several calls replayed, per call "
+                      "(ropekit.bench.clocks); time_us where gpu_clock says 'events'"),
+    "host_us": (float, "host time per call in µs: wall clock of a short loop of eager calls, stopped when "
+                       "the last call returns, before waiting for the GPU (ropekit.bench.clocks)"),
+    "host_nograd_us": (float, "RoPE fwd rows: host_us of the forward without autograd (inputs that do not "
+                              "require grad); for copy, two copy_ calls into outputs allocated once"),
+    "gpu_clock": (str, "how gpu_us was measured: 'graph of N calls', or 'events: not capturable (<why>)'"),
 }
 COLUMNS = tuple(SCHEMA)
 
@@ -79,6 +86,26 @@ def add_speedups(rows):
     for r in rows:
         if r["status"] == "ok" and r["pass"] in base:
             r["speed_vs_baseline"] = base[r["pass"]] / r["time_us"]
+
+
+def fraction_of_baseline(rows, column="time_us"):
+    """The baseline's ``column`` / each row's ``column``, at the same suite, pass and shape:
+    1.0 is as fast as the baseline (copy, or sdpa_rope), 0.5 twice as slow.
+
+    ``rows``: as the suites return them or :func:`read_results` gives them; ``column``: a
+    time (``time_us``, ``gpu_us``, ``host_us``). One float per row, in order; NaN where the
+    row or its baseline lacks the time (skipped, or a column the file predates).
+    """
+    def key(r):
+        return tuple(r[c] for c in ("suite", "pass", "batch", "seq", "q_heads", "kv_heads", "head_dim",
+                                    "dtype", "window"))
+
+    def value(r):
+        v = r.get(column, "")
+        return math.nan if v in ("", None) or r["status"] != "ok" else float(v)
+
+    base = {key(r): value(r) for r in rows if r["provider"] == r["baseline"]}
+    return [base.get(key(r), math.nan) / value(r) if value(r) > 0 else math.nan for r in rows]
 
 
 def write_csv(rows, path):

@@ -10,22 +10,26 @@ import torch
 
 from ..frequencies import rope_frequencies
 from ..reference import rope_cos_sin
+from .clocks import gpu_time, host_time, input_sets
 from .measure import attention_bytes, peak_extra_mb, rope_bytes, time_us
-from .providers import ROPE_PROVIDERS, rerope_call, torch_eager, unavailable
+from .providers import ROPE_PROVIDERS, no_grad_call, rerope_call, torch_eager, unavailable
 from .report import Progress, failure_reason, print_skips
 from .results import add_speedups, fill_timing, new_row
 
 
 def run_rope_suite(
     shapes, q_heads, kv_heads, head_dim, dtype, providers, passes, device, reps, warmup, progress=None,
-    compile_dynamic=False,
+    compile_dynamic=False, clocks=None,
 ):
     """Time every (provider, layout) on every ``(batch, seq)`` shape; return CSV rows.
 
     q: ``(batch, seq, q_heads, head_dim)``, k: ``(batch, seq, kv_heads, head_dim)``.
     ``compile_dynamic``: torch_compile compiles once with dynamic shapes for all sizes,
-    instead of afresh for each shape with static shapes.
+    instead of afresh for each shape with static shapes. ``clocks`` (default: on CUDA):
+    also fill ``host_us`` and, forward, ``host_nograd_us`` (:mod:`ropekit.bench.clocks`),
+    and on CUDA ``gpu_us`` and ``gpu_clock``.
     """
+    clocks = device == "cuda" if clocks is None else clocks
     cases = [(p, layout) for p in providers for layout in ROPE_PROVIDERS[p][0]]
     reasons = {p: unavailable(p, device) for p in providers}
     print_skips(reasons)
@@ -64,7 +68,7 @@ def run_rope_suite(
                 except Exception as err:
                     reason = failure_reason(err)
             if reason is None:
-                _measure_rope_passes(new, fn, q, k, device, reps, warmup)
+                _measure_rope_passes(new, fn, q, k, device, reps, warmup, provider if clocks else None)
             else:
                 for row in new:
                     row["status"] = f"skipped: {reason}"
@@ -78,37 +82,66 @@ def run_rope_suite(
     return rows
 
 
-def _measure_rope_passes(rows, fn, q, k, device, reps, warmup):
-    """Fill each row (one per pass) with time, GB/s and peak memory, or a skip reason."""
-    q, k = q.clone().requires_grad_(), k.clone().requires_grad_()
-    dq, dk = torch.randn_like(q), torch.randn_like(k)
+def _measure_rope_passes(rows, fn, q, k, device, reps, warmup, clocks_of=None):
+    """Fill each row (one per pass) with time, GB/s and peak memory, or a skip reason;
+    ``clocks_of``: the provider's name, to fill the GPU and host clocks too."""
+    leaves = _leaves(q, k)
     for row in rows:
         try:
-            if row["pass"] == "fwd":
-                run = lambda: fn(q, k)  # noqa: E731
-            elif row["pass"] == "fwd+bwd":
-                run = lambda: torch.autograd.grad(fn(q, k), (q, k), (dq, dk))  # noqa: E731
-            else:
-                saved = fn(q, k)
-                run = lambda: torch.autograd.grad(saved, (q, k), (dq, dk), retain_graph=True)  # noqa: E731
+            run = _pass_call(row["pass"], fn, *leaves)
             t = time_us(run, device, reps, warmup)
             nbytes = rope_bytes(row["batch"], row["seq"], row["q_heads"], row["kv_heads"], row["head_dim"],
                                 q.dtype, row["pass"])
             fill_timing(row, t, nbytes, peak_extra_mb(run, device))
+            if clocks_of:
+                sets = [leaves] + [_leaves(q, k) for _ in range(input_sets(nbytes) - 1)]
+                make_calls = lambda: [_pass_call(row["pass"], fn, *s) for s in sets]  # noqa: E731
+                _fill_clocks(row, run, make_calls, len(sets), t, device, reps)
+                if row["pass"] == "fwd":
+                    row["host_nograd_us"] = host_time(no_grad_call(clocks_of, fn, q, k), t, device)
         except Exception as err:
             row["status"] = f"skipped: {failure_reason(err)}"
-        run = saved = None
+        run = sets = make_calls = None
         _free(device)
 
 
-def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, reps, warmup, progress=None):
+def _leaves(q, k):
+    """Copies of q and k that require grad, and gradients to feed back: one pass's inputs."""
+    q, k = q.clone().requires_grad_(), k.clone().requires_grad_()
+    return q, k, torch.randn_like(q), torch.randn_like(k)
+
+
+def _pass_call(pass_, fn, q, k, dq, dk):
+    """The zero-argument call a pass times: ``fwd`` runs the provider on leaves that require
+    grad; ``bwd`` calls ``torch.autograd.grad`` on one saved graph; ``fwd+bwd`` both."""
+    if pass_ == "fwd":
+        return lambda: fn(q, k)
+    if pass_ == "fwd+bwd":
+        return lambda: torch.autograd.grad(fn(q, k), (q, k), (dq, dk))
+    saved = fn(q, k)
+    return lambda: torch.autograd.grad(saved, (q, k), (dq, dk), retain_graph=True)
+
+
+def _fill_clocks(row, run, make_calls, sets, t, device, reps):
+    """``gpu_us`` and ``gpu_clock`` (CUDA only) and ``host_us`` of one row: ``run`` is its
+    eager call, ``make_calls()`` builds it afresh on each of its ``sets`` input sets for the
+    CUDA graph, ``t`` is its CUDA-event (or CPU) time."""
+    if device == "cuda":
+        row["gpu_us"], row["gpu_clock"] = gpu_time(make_calls, sets, t, reps)
+    row["host_us"] = host_time(run, t, device)
+
+
+def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, reps, warmup, progress=None,
+                     clocks=None):
     """Time causal ReRoPE attention forward on ``(batch, seq)`` shapes; return CSV rows.
 
     q, k, v: ``(batch, seq, heads, head_dim)``. Providers: ``sdpa_rope`` (SDPA on q and k
     rotated beforehand: plain RoPE attention, the baseline), ``reference``
     (:func:`ropekit.attention.rerope_attention`, two (seq, seq) logit matrices) and
-    ``ropekit_fused`` (:func:`ropekit.kernels.rerope_attention`).
+    ``ropekit_fused`` (:func:`ropekit.kernels.rerope_attention`). ``clocks`` (default: on
+    CUDA): fill ``host_us``, and on CUDA ``gpu_us`` and ``gpu_clock``, as the RoPE suite does.
     """
+    clocks = device == "cuda" if clocks is None else clocks
     reasons = {p: unavailable(p, device) for p in providers}
     print_skips(reasons)
     progress = progress or Progress(len(shapes) * len(providers), "rerope")
@@ -137,6 +170,8 @@ def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, 
                             t = time_us(run, device, reps, warmup)
                             nbytes = attention_bytes(batch, seq, heads, head_dim, dtype)
                             fill_timing(row, t, nbytes, peak_extra_mb(run, device))
+                            if clocks:
+                                _fill_clocks(row, run, lambda: [run], 1, t, device, reps)
             except Exception as err:
                 reason = failure_reason(err)
             if reason is not None:

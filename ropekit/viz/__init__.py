@@ -26,7 +26,8 @@ The package is cut by picture family, and every name below is also reachable as
   ``plot_attention_logits`` (lessons 03, 04);
 * :mod:`ropekit.viz.xpos`: ``plot_xpos_decay`` (lesson 03);
 * :mod:`ropekit.viz.reported`: ``plot_rerope_post_tables``, results quoted from the ReRoPE post (lesson 04);
-* :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons);
+* :mod:`ropekit.viz.benchmark`: ``plot_benchmark`` (the kernel lessons), ``plot_bench_summary``
+  (a benchmark run in one picture);
 * :mod:`ropekit.viz.model`: ``plot_loss_curves``, ``plot_window_ablation``,
   ``plot_passkey_heatmap``, ``plot_attention_entropy``, ``plot_measured_decay`` (lesson 06);
 * :mod:`ropekit.viz.decode`: ``plot_cache_layout``, ``plot_scored_distances`` (lesson 07);
@@ -47,7 +48,7 @@ never imports triton.
 from ..frequencies import frequency_schedules
 from .attention import plot_attention_logits, plot_long_term_decay, plot_relative_positions
 from .attention import SCHEME_FORMULAS, SCHEME_NAMES  # noqa: F401 (public before the split)
-from .benchmark import BENCH_COLUMNS, plot_benchmark  # noqa: F401
+from .benchmark import BENCH_COLUMNS, plot_bench_summary, plot_benchmark  # noqa: F401
 from .decode import plot_cache_layout, plot_scored_distances
 from .interactive import (
     interactive_frequency_spectrum,
@@ -84,6 +85,7 @@ __all__ = [
     "plot_long_term_decay",
     "plot_attention_logits",
     "plot_benchmark",
+    "plot_bench_summary",
     "plot_xpos_decay",
     "plot_rerope_post_tables",
     "plot_cache_layout",

@@ -1,16 +1,22 @@
-"""The benchmark harness's results (``python -m ropekit.bench``) drawn against sequence
-length, one line per provider (the kernel lessons, 05 on)."""
+"""The benchmark harness's results (``python -m ropekit.bench``): against sequence length,
+one line per provider (:func:`plot_benchmark`, the kernel lessons, 05 on), and the
+thirty-second summary, provider × shape heat maps of GPU speed and host time
+(:func:`plot_bench_summary`, ``summary.png`` of every run)."""
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import LogNorm, Normalize
 
-from ..bench.results import COLUMNS, read_results
-from .common import figure_axes
-from .style import LINESTYLES, MARKERS, PALETTE, styled
+from ..bench.measure import rope_bytes
+from ..bench.results import COLUMNS, DTYPES, fraction_of_baseline, read_results
+from .common import figure_axes, write_cell
+from .style import LINESTYLES, MARKERS, PALETTE, SEQUENTIAL, SHADE, styled
 
-__all__ = ["plot_benchmark"]
+__all__ = ["plot_benchmark", "plot_bench_summary"]
 
 
 BENCH_COLUMNS = COLUMNS  # the name this module gave the schema before ropekit.bench.results held it
@@ -138,3 +144,118 @@ def _provider_colour(index, count):
     if count < len(PALETTE):
         return PALETTE[1 + index]
     return plt.get_cmap("tab10")(index % 10)
+
+
+@styled
+def plot_bench_summary(data, *, passes=None, shapes=None, time="gpu_us", axes=None):
+    """The RoPE benchmark in one picture: provider × shape, the fraction of copy speed of the
+    GPU time (left) beside the host time per call (right).
+
+    Args:
+        data: a ``results.csv`` path, row dicts or a DataFrame, read by
+            :func:`ropekit.bench.read_results`; the RoPE suite's rows are drawn.
+        passes: passes to show, columns grouped by pass (default: every pass in the data,
+            in the order fwd, bwd, fwd+bwd).
+        shapes: ``(batch, seq)`` pairs to show (default: every shape when there are at most
+            three, else the smallest and the two largest by tokens).
+        time: the time the fractions come from: ``"gpu_us"`` (CUDA-graph replay, the
+            default) or ``"time_us"`` (CUDA events, in files without GPU clocks and CPU runs).
+        axes: two Axes (fraction, host time).
+
+    Left, copy's time / the provider's time at the same pass and shape: 1.00 is copy speed,
+    the most RoPE can reach, since it reads and writes each element once. A ``*`` marks a
+    GPU time taken with CUDA events because the call could not be captured in a CUDA graph
+    (``gpu_clock``). Right, ``host_us``: what one call costs the CPU (Python, checks,
+    autograd, the launch); at the small shapes it is longer than the GPU's work, and then
+    it, not the kernel, sets the speed of an eager program. Yellow is good in both. Grey
+    cells: not measured (a provider skipped, or a file without host times). Providers with
+    no measured cell are left out.
+    """
+    if time not in ("gpu_us", "time_us"):
+        raise ValueError(f"time must be 'gpu_us' or 'time_us', got {time!r}")
+    rows = [r for r in read_results(data) if r["suite"] == "rope"]
+    if not rows:
+        raise ValueError("data holds no rows of the RoPE suite (suite 'rope')")
+    fractions = dict(zip(map(id, rows), fraction_of_baseline(rows, time)))
+    all_passes = [p for p in _PASS_ORDER if any(r["pass"] == p for r in rows)]
+    passes = all_passes if passes is None else list(passes)
+    if not passes or any(p not in all_passes for p in passes):
+        raise ValueError(f"passes must be a non-empty subset of {all_passes} (the RoPE passes in data), "
+                         f"got {passes}")
+    all_shapes = sorted({(r["batch"], r["seq"]) for r in rows}, key=lambda s: (s[0] * s[1], s))
+    if shapes is None:
+        shapes = all_shapes if len(all_shapes) <= 3 else all_shapes[:1] + all_shapes[-2:]
+    shapes = [tuple(s) for s in shapes]
+    if not shapes or any(s not in all_shapes for s in shapes):
+        raise ValueError(f"shapes must be (batch, seq) pairs among {all_shapes}, got {shapes}")
+    columns = [(p, s) for p in passes for s in shapes]
+    cells = {(f"{r['provider']} {r['layout']}".strip(), r["pass"], (r["batch"], r["seq"])): r for r in rows}
+    names = list(dict.fromkeys(name for name, _, _ in cells))
+
+    def grid(value, missing=np.nan):
+        """value(row) for each provider (rows) and column, ``missing`` where there is no row."""
+        return np.array([[value(cells[(n, *c)]) if (n, *c) in cells else missing for c in columns]
+                         for n in names])
+
+    frac, host = grid(lambda r: fractions[id(r)]), grid(lambda r: r["host_us"])
+    keep = [i for i in range(len(names)) if np.isfinite(frac[i]).any() or np.isfinite(host[i]).any()]
+    if not keep:
+        raise ValueError(f"data holds no RoPE row with a finite {time!r} or host_us")
+    names, frac, host = [names[i] for i in keep], frac[keep], host[keep]
+    events = grid(lambda r: time == "gpu_us" and r["gpu_clock"].startswith("events"), False)
+
+    width = max(6.0, 1.0 * len(columns) + 3.2)
+    fig, (left, right) = figure_axes(axes, 2, (2 * width, 0.55 * len(names) + 3.5), "axes")
+    labels = [f"{p}\nB{b} S{s}\n{_size(_qk_mb(rows, b, s))}" for p, (b, s) in columns]
+    what = {"gpu_us": "GPU time, CUDA graph", "time_us": "time_us"}[time]
+    top = max(1.0, float(np.nanmax(frac))) if np.isfinite(frac).any() else 1.0
+    _heat(left, frac, Normalize(0.0, top), SEQUENTIAL,
+          lambda v, r, c: f"{v:.2f}" + ("*" if events[r, c] else ""))
+    note = "\n* CUDA events: not capturable" if events.any() else ""
+    left.set_title(f"fraction of copy speed ({what}){note}")
+    fig.colorbar(left.images[-1], ax=left, label="copy time / time (1 = copy speed)")
+    if np.isfinite(host).any():
+        finite = host[np.isfinite(host)]
+        low, high = float(finite.min()), float(finite.max())
+        norm = LogNorm(low, high if high > low else low * 1.0001)
+        _heat(right, host, norm, SEQUENTIAL + "_r", lambda v, r, c: f"{v:.0f}" if v >= 10 else f"{v:.1f}")
+        fig.colorbar(right.images[-1], ax=right, label="µs per call (log scale)")
+    else:
+        right.text(0.5, 0.5, "no host_us in the data\n(CUDA runs measure it)", transform=right.transAxes,
+                   ha="center", va="center", fontsize=13)
+        right.set_xticks([])
+        right.set_yticks([])
+    right.set_title("host time per call (µs), eager, with autograd")
+    for a in (left, right):
+        if a.images:
+            a.set_xticks(range(len(columns)), labels, fontsize=10)
+            a.set_yticks(range(len(names)), names)
+            a.grid(False)
+            for n in range(1, len(passes)):  # a gap between the passes
+                a.axvline(n * len(shapes) - 0.5, color="white", lw=4)
+        a.set_xlabel("pass, shape (batch B, seq S), q + k size")
+        a.set_ylabel("provider, layout")
+    if axes is None:
+        r = rows[0]
+        fig.suptitle(f"ropekit.bench, RoPE: {r['dtype']}, {r['q_heads']} q heads, {r['kv_heads']} kv heads, "
+                     f"head_dim {r['head_dim']}")
+    return fig
+
+
+def _heat(ax, values, norm, cmap, text):
+    """One heat map with its numbers written in; NaN cells grey and empty."""
+    colours = plt.get_cmap(cmap).with_extremes(bad=SHADE)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=colours, norm=norm, aspect="auto")
+    for (r, c), v in np.ndenumerate(values):
+        if math.isfinite(v):
+            write_cell(ax, image, r, c, v, text(v, r, c).replace("{", "{{").replace("}", "}}"), fontsize=11)
+
+
+def _size(mb):
+    return f"{mb:,.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
+
+
+def _qk_mb(rows, batch, seq):
+    """Megabytes of q and k at this shape (the first row's heads, head_dim and dtype)."""
+    r = next(r for r in rows if (r["batch"], r["seq"]) == (batch, seq))
+    return rope_bytes(batch, seq, r["q_heads"], r["kv_heads"], r["head_dim"], DTYPES[r["dtype"]]) / 2 / 1e6
