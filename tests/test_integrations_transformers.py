@@ -45,7 +45,10 @@ def greedy_by_full_forward(model, prompt, steps):
 @pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_kernel_patch_gives_the_unpatched_logits(family, attn, monkeypatch):
-    model, ids = tiny_model(family, attn), tokens()
+    # The kernel runs where the model is: on the GPU when there is one, else on the CPU
+    # under Triton's interpreter (conftest.py sets TRITON_INTERPRET=1 there).
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, ids = tiny_model(family, attn).to(device), tokens().to(device)
     with torch.no_grad():
         expected = model(ids).logits
         calls = []

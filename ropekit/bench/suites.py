@@ -43,8 +43,9 @@ def run_rope_suite(
             # compile afresh for each shape (static shapes, no recompile limit)
             import_module("torch._dynamo").reset()
         cos, sin = rope_cos_sin(torch.arange(seq, device=device), inv_freq)
-        q = torch.randn(batch, seq, q_heads, head_dim, device=device, dtype=dtype)
-        k = torch.randn(batch, seq, kv_heads, head_dim, device=device, dtype=dtype)
+        gen = torch.Generator(device=device).manual_seed(batch * 100003 + seq)  # its own: see _leaves
+        q = torch.randn(batch, seq, q_heads, head_dim, device=device, dtype=dtype, generator=gen)
+        k = torch.randn(batch, seq, kv_heads, head_dim, device=device, dtype=dtype, generator=gen)
         expected = {}
         shape_rows = []
         for provider, layout in cases:
@@ -107,8 +108,11 @@ def _measure_rope_passes(rows, fn, q, k, device, reps, warmup, clocks_of=None):
 
 def _leaves(q, k):
     """Copies of q and k that require grad, and gradients to feed back: one pass's inputs."""
+    # The gradients are copies of the inputs (any values time the same), not new random
+    # numbers: a CUDA graph capture that failed earlier can leave the default CUDA
+    # generator unusable ("offset increment outside graph capture").
     q, k = q.clone().requires_grad_(), k.clone().requires_grad_()
-    return q, k, torch.randn_like(q), torch.randn_like(k)
+    return q, k, q.detach().clone(), k.detach().clone()
 
 
 def _pass_call(pass_, fn, q, k, dq, dk):
@@ -148,7 +152,9 @@ def run_rerope_suite(shapes, heads, head_dim, dtype, window, providers, device, 
     inv_freq = rope_frequencies(head_dim)[0].to(device)
     rows = []
     for batch, seq in shapes:
-        q, k, v = (torch.randn(batch, seq, heads, head_dim, device=device, dtype=dtype) for _ in range(3))
+        gen = torch.Generator(device=device).manual_seed(batch * 100003 + seq)  # its own: see _leaves
+        q, k, v = (torch.randn(batch, seq, heads, head_dim, device=device, dtype=dtype, generator=gen)
+                   for _ in range(3))
         reference_out = None
         shape_rows = []
         for provider in providers:
