@@ -206,13 +206,53 @@ def mrope_block(folder):
             + table(["model", *MROPE_PROVIDERS.values()], lines))
 
 
+def kernels2_block(folder):
+    """The second-wave kernels (``benchmarks/gpu_kernels2_bench.py``): fused ReRoPE forward and
+    forward + backward against SDPA, and the fused decode write against the unfused path."""
+    with open(folder / "rerope.csv", newline="") as f:
+        rerope = list(csv.DictReader(f))
+    with open(folder / "decode.csv", newline="") as f:
+        decode = list(csv.DictReader(f))
+    gpu = {(r["seq"], r["provider"], r["pass_"]): float(r["gpu_us"]) for r in rerope}
+    extra = {(r["seq"], r["provider"], r["pass_"]): float(r["extra_mb"]) for r in rerope}
+    first = rerope[0]
+    lines = []
+    for seq in dict.fromkeys(r["seq"] for r in rerope):
+        for pass_ in ("fwd", "fwd+bwd"):
+            ours, sdpa = gpu[(seq, "ropekit", pass_)], gpu[(seq, "sdpa", pass_)]
+            lines.append([f"{int(seq):,}", pass_, f"{sdpa / 1e3:.2f}", f"{ours / 1e3:.2f}", f"{sdpa / ours:.2f}",
+                          f"{extra[(seq, 'ropekit', pass_)]:,.0f} / {extra[(seq, 'sdpa', pass_)]:,.0f}"])
+    by = {(r["batch"], r["provider"]): r for r in decode}
+    decode_lines = []
+    for batch in dict.fromkeys(r["batch"] for r in decode):
+        fused, unfused = by[(batch, "fused")], by[(batch, "unfused")]
+        decode_lines.append([batch, fused["gpu_us"], unfused["gpu_us"],
+                             f"{float(unfused['gpu_us']) / float(fused['gpu_us']):.1f}×",
+                             f"{float(fused['fraction_of_copy']):.2f}", f"{float(fused['host_us']):.0f}",
+                             f"{float(unfused['host_us']):.0f}"])
+    d = decode[0]
+    return (f"{source(folder)}: causal ReRoPE attention, B1, {first['heads']} heads, head_dim "
+            f"{first['head_dim']}, bf16, window {first['window']}; GPU time (CUDA events after an L2 flush, "
+            "median), in ms; speed = SDPA's time / ropekit's; extra MiB at the peak of a call.\n\n"
+            + table(["seq", "pass", "SDPA (pre-rotated q, k)", "ropekit fused ReRoPE", "speed vs SDPA",
+                     "extra MiB, ropekit / SDPA"], lines)
+            + f"\n\nA decode step's write ({d['heads']} query / {d['kv_heads']} kv heads, head_dim {d['head_dim']}, "
+            "bf16, one new token per sequence): `fused` = `ropekit.kernels.rope_decode_append` (one launch), "
+            "`unfused` = `apply_rope_qk` then one `index_put_` per cache; GPU time per call from a replayed "
+            "CUDA graph, host time per eager call; fraction of copy = a copy of the bytes the step must move "
+            "/ the fused step's GPU time.\n\n"
+            + table(["batch", "fused GPU µs", "unfused GPU µs", "fused speed-up (GPU)", "fused, fraction of copy",
+                     "fused host µs", "unfused host µs"], decode_lines))
+
+
 # name -> (what it renders, from which folders of benchmarks/results/)
 BLOCKS = {
     "bench-rope": lambda results: "\n\n".join(
-        [rope_block(results / "h100"), rope_block(results / "h200-quick"),
+        [rope_block(results / "h100"), rope_block(results / "h200-quick"), rope_block(results / "h200-quick-clocks"),
          small_shapes_block(results / "h100")]),
     "bench-rerope": lambda results: rerope_block(results / "h100"),
     "bench-mrope": lambda results: mrope_block(results / "h200-mrope-exact"),
+    "bench-kernels2": lambda results: kernels2_block(results / "h200-kernels2"),
 }
 
 
