@@ -15,9 +15,10 @@
 # Size: pip installs without byte-compiling (--no-compile; Python writes the .pyc files of what
 # it imports, when it first imports them), and scripts/slim_triton.py then removes from Triton
 # what only a GPU uses (NVIDIA's and AMD's compilers and profilers, ~0.5 GB) and strips the
-# debug information from its libraries (~0.25 GB), but only on Linux without an NVIDIA driver
-# with a CPU-only torch, where Triton runs as the interpreter alone. SLIM_TRITON=0 keeps Triton
-# whole (for a set-up already made: `make clean` first).
+# debug information and symbol tables from its libraries (~0.3 GB), but only on Linux without
+# an NVIDIA driver and with a CPU-only torch, where Triton runs as the interpreter alone: the
+# CPU .venv is then 1.4 GB instead of 2.5 GB. SLIM_TRITON=0 keeps Triton whole (for a set-up
+# already made: `make clean` first).
 #
 # JupyterLab: `make lessons JUPYTER_ARGS='--no-browser --ip 0.0.0.0 --port 8890'` passes
 # options through; as root (Docker, cloud notebooks, WSL) --allow-root is added.

@@ -5,8 +5,9 @@ ropekit. On a CPU the kit runs Triton only through its interpreter (`TRITON_INTE
 which needs `triton/_C/libtriton.so` and Triton's Python code, and never opens NVIDIA's
 assembler and disassemblers, NVIDIA's profiling libraries (CUPTI), AMD's code generator or
 the GPU instrumentation test library: together about 0.5 GB of the 1 GB wheel. Most of the
-rest is debug information in `libtriton.so` (about 0.26 GB), which `strip --strip-debug`
-(or `objcopy --strip-debug`) removes without changing the code.
+rest is debug information and the symbol table in `libtriton.so` (0.3 GB of its 0.47 GB), which
+`strip --strip-unneeded` (or `objcopy --strip-unneeded`) removes without changing the code or
+the symbols Python and the loader look up (those live in the dynamic symbol table, which stays).
 
 It slims only when all of these hold, and otherwise says which one does not:
 
@@ -16,8 +17,9 @@ It slims only when all of these hold, and otherwise says which one does not:
 4. The installed torch is a CPU-only build (`torch.version.cuda` and `torch.version.hip` are
    None), so a CUDA or ROCm torch installed on purpose, e.g. with TORCH_PIP_ARGS, keeps its Triton.
 
-Running it again removes nothing more. `pip install --force-reinstall triton` (or `make clean`
-and a new set-up with `SLIM_TRITON=0`) brings the full Triton back.
+Running it again removes nothing more. `make clean` and a new set-up with `SLIM_TRITON=0`
+bring the whole Triton back (or, in place, `.venv/bin/python -m pip install --force-reinstall
+--no-deps triton==<the installed version>`).
 """
 
 import argparse
@@ -39,8 +41,8 @@ GPU_PAYLOADS = (
     ("backends/amd/lib/libtriton_amd_codegen.so", "AMD's GPU code generator"),
     ("instrumentation", "a GPU instrumentation test library"),
 )
-# shared libraries whose debug information goes; the code in them stays
-DEBUG_STRIPPED = ("_C/libtriton.so", "_C/libproton.so")
+# shared libraries whose debug information and symbol table go; their code and dynamic symbols stay
+STRIPPED = ("_C/libtriton.so", "_C/libproton.so")
 MIB = 2**20
 
 
@@ -53,7 +55,7 @@ def size_of(path: Path) -> int:
 
 def section_names(path: Path) -> list:
     """The section names of a 64-bit little-endian ELF file (x86-64, aarch64), or [] for
-    anything else. Enough to tell whether debug information (`.debug_*`) is present."""
+    anything else. Enough to tell whether there is anything left to strip."""
     with open(path, "rb") as f:
         header = f.read(64)
         if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
@@ -72,19 +74,20 @@ def section_names(path: Path) -> list:
             for start in (int.from_bytes(e[:4], "little") for e in entries)]
 
 
-def has_debug_info(path: Path) -> bool:
-    return any(name.startswith(".debug_") for name in section_names(path))
+def strippable(path: Path) -> bool:
+    """True when the library still has debug information (`.debug_*`) or a symbol table (`.symtab`)."""
+    return any(name.startswith(".debug_") or name == ".symtab" for name in section_names(path))
 
 
 def strip_tool():
-    """The command that removes debug information, or None when binutils is not installed."""
+    """The command that strips a shared library, or None when binutils is not installed."""
     for name in ("strip", "objcopy"):
         if exe := shutil.which(name):
-            return [exe, "--strip-debug"]
+            return [exe, "--strip-unneeded"]
     return None
 
 
-def strip_debug(path: Path, tool: list) -> str:
+def strip(path: Path, tool: list) -> str:
     """Strip `path` into a new file and move it into place (a process that has the library
     loaded keeps the old one); return "" or why it failed, leaving `path` as it was."""
     stripped = path.with_name(path.name + ".stripped")
@@ -98,7 +101,7 @@ def strip_debug(path: Path, tool: list) -> str:
 
 
 def slim(triton_dir: Path, tool) -> list:
-    """Remove the GPU payloads under `triton_dir` and strip debug information with `tool`
+    """Remove the GPU payloads under `triton_dir` and strip its libraries with `tool`
     (None: no tool, say so). Returns the report, one line per thing done or not done."""
     report = []
     for rel, what in GPU_PAYLOADS:
@@ -111,20 +114,20 @@ def slim(triton_dir: Path, tool) -> list:
         else:
             path.unlink()
         report.append((size, f"removed {rel} ({size / MIB:.0f} MiB): {what}"))
-    for rel in DEBUG_STRIPPED:
+    for rel in STRIPPED:
         path = triton_dir / rel
-        if not path.is_file() or not has_debug_info(path):
+        if not path.is_file() or not strippable(path):
             continue
         before = path.stat().st_size
         if tool is None:
-            report.append((0, f"kept the debug information in {rel} ({before / MIB:.0f} MiB): "
+            report.append((0, f"kept the debug information and symbols in {rel} ({before / MIB:.0f} MiB): "
                               "neither strip nor objcopy is installed (binutils)"))
             continue
-        if why := strip_debug(path, tool):
+        if why := strip(path, tool):
             report.append((0, f"could not strip {rel}: {why}"))
             continue
         after = path.stat().st_size
-        report.append((before - after, f"stripped the debug information from {rel}: "
+        report.append((before - after, f"stripped the debug information and symbol table from {rel}: "
                                        f"{before / MIB:.0f} -> {after / MIB:.0f} MiB"))
     return report
 
@@ -156,7 +159,7 @@ def reason_to_keep(keep: bool, system: str, nvidia: bool, build: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep Triton whole (SLIM_TRITON=0)")
     parser.add_argument("--triton-dir", type=Path, help="the triton package folder (default: the installed one)")
     parser.add_argument("--nvidia", choices=("auto", "yes", "no"), default="auto")

@@ -1,6 +1,6 @@
 """scripts/slim_triton.py: on a fake Triton folder (files of known sizes where the wheel has its
 GPU payloads, a real shared library with debug information built by the C compiler where it has
-libtriton.so), it removes exactly the GPU payloads, strips debug information and nothing else,
+libtriton.so), it removes exactly the GPU payloads, strips the library and changes nothing else,
 reports the sizes, does nothing the second time or when told to keep, and the Makefile drives
 it with SLIM_TRITON."""
 
@@ -145,18 +145,23 @@ def test_section_names_match_readelf(tmp_path):
 
 
 @needs_cc_and_strip
-def test_strips_debug_information_and_the_library_still_works(tree, cpu_only, capsys):
+def test_strips_debug_information_and_symbols_and_the_library_still_works(tree, cpu_only, capsys):
     library = build_library(tree / "_C" / "libtriton.so", "-g")
     plain = build_library(tree.parent / "plain" / "libtwice.so")  # the same code without -g
-    assert slim_triton.has_debug_info(library) and not slim_triton.has_debug_info(plain)
+    names = slim_triton.section_names(library)
+    assert ".symtab" in names and any(n.startswith(".debug_") for n in names)
+    assert slim_triton.strippable(library) and slim_triton.strippable(plain)  # cc keeps .symtab
     before = library.stat().st_size
     slim_triton.main(["--triton-dir", str(tree), "--nvidia", "no"])
-    assert not slim_triton.has_debug_info(library)
+    names = slim_triton.section_names(library)
+    assert ".dynsym" in names and ".symtab" not in names and not any(n.startswith(".debug_") for n in names)
+    assert not slim_triton.strippable(library)
     after = library.stat().st_size
     assert after < before
-    assert ctypes.CDLL(str(library)).twice(21) == 42
+    assert ctypes.CDLL(str(library)).twice(21) == 42  # found through the dynamic symbol table
     assert library.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
-    assert f"stripped the debug information from _C/libtriton.so: {before / MIB:.0f} -> {after / MIB:.0f} MiB" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"stripped the debug information and symbol table from _C/libtriton.so: {before / MIB:.0f} -> {after / MIB:.0f} MiB" in out
 
 
 @needs_cc_and_strip
@@ -165,7 +170,7 @@ def test_without_binutils_the_debug_information_stays_and_the_report_says_why(tr
     data = library.read_bytes()
     report = slim_triton.slim(tree, None)
     assert library.read_bytes() == data
-    assert any("kept the debug information in _C/libtriton.so" in line and "neither strip nor objcopy" in line
+    assert any("kept the debug information and symbols in _C/libtriton.so" in line and "neither strip nor objcopy" in line
                for _, line in report)
 
 
