@@ -98,7 +98,8 @@ def choose(spec, pip_args, *, cpu_version, cpu_index, timeout, nvidia, system) -
 
 
 def pip_command(choice: Choice) -> list:
-    return [sys.executable, "-m", "pip", "install", "--quiet", choice.requirement, *choice.pip_args]
+    # --no-compile: no .pyc for all of torch (~50 MB) now; Python writes those it imports
+    return [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", choice.requirement, *choice.pip_args]
 
 
 def main(argv=None) -> int:

@@ -71,27 +71,27 @@ def test_uses_the_cpu_only_index_when_it_answers(local_index):
     url = local_index
     out = run_script("--nvidia", "no", "--cpu-index", url)
     assert f"torch: torch==2.13.0 from PyTorch's CPU-only index {url}" in out
-    assert f"pip: -m pip install --quiet torch==2.13.0 --index-url {url}\n" in out
+    assert f"pip: -m pip install --quiet --no-compile torch==2.13.0 --index-url {url}\n" in out
 
 
 def test_falls_back_to_the_default_index_when_the_torch_page_is_missing(local_index):
     url = f"{local_index}/whl/cpu"  # no torch/ page under it: HTTP 404
     out = run_script("--nvidia", "no", "--cpu-index", url)
     assert "from the default index" in out and "HTTP 404" in out
-    assert "pip: -m pip install --quiet torch==2.13.0\n" in out
+    assert "pip: -m pip install --quiet --no-compile torch==2.13.0\n" in out
 
 
 def test_falls_back_to_the_default_index_when_nothing_listens(closed_port):
     out = run_script("--nvidia", "no", "--cpu-index", closed_port, "--timeout", "5")
     assert f"CPU-only index {closed_port} cannot be reached" in out
-    assert "pip: -m pip install --quiet torch==2.13.0\n" in out
+    assert "pip: -m pip install --quiet --no-compile torch==2.13.0\n" in out
 
 
 def test_gives_up_on_an_index_that_never_answers_after_the_timeout(black_hole):
     # The subprocess limit turns a hang into a failure; --timeout 1 must end the probe long before.
     out = run_script("--nvidia", "no", "--cpu-index", black_hole, "--timeout", "1", timeout=30)
     assert f"CPU-only index {black_hole} cannot be reached (" in out
-    assert "pip: -m pip install --quiet torch==2.13.0\n" in out
+    assert "pip: -m pip install --quiet --no-compile torch==2.13.0\n" in out
 
 
 @pytest.mark.parametrize("driver_works", [True, False])
@@ -103,7 +103,7 @@ def test_an_nvidia_driver_selects_the_cuda_range(tmp_path, closed_port, driver_w
     out = run_script("--cpu-index", closed_port, env=env)
     if driver_works:
         assert "torch: torch>=2.4 from the default index (NVIDIA driver found" in out
-        assert "pip: -m pip install --quiet 'torch>=2.4'\n" in out
+        assert "pip: -m pip install --quiet --no-compile 'torch>=2.4'\n" in out
     else:
         assert "torch: torch==2.13.0 from the default index: no NVIDIA driver" in out
 
@@ -115,13 +115,13 @@ def test_torch_spec_and_torch_pip_args_are_used_as_given_without_probing(black_h
         timeout=30,
     )
     assert "torch: torch==2.6.0 with your TORCH_PIP_ARGS" in out
-    assert "pip: -m pip install --quiet torch==2.6.0 --index-url https://example.invalid/cpu\n" in out
+    assert "pip: -m pip install --quiet --no-compile torch==2.6.0 --index-url https://example.invalid/cpu\n" in out
 
 
 def test_torch_spec_alone_still_chooses_the_index(local_index):
     url = local_index
     out = run_script("--nvidia", "no", "--cpu-index", url, "--spec", "torch==2.6.0")
-    assert f"pip: -m pip install --quiet torch==2.6.0 --index-url {url}\n" in out
+    assert f"pip: -m pip install --quiet --no-compile torch==2.6.0 --index-url {url}\n" in out
 
 
 def test_outside_linux_the_default_index_is_used_without_probing(black_hole):
@@ -142,8 +142,8 @@ def test_a_pip_failure_on_the_cpu_index_retries_the_default_index_once(local_ind
     monkeypatch.setattr(choose_torch.subprocess, "run", fake_run)
     assert choose_torch.main(["--cpu-version", "2.13.0", "--nvidia", "no", "--cpu-index", url]) == 0
     assert [c[3:] for c in calls] == [
-        ["install", "--quiet", "torch==2.13.0", "--index-url", url],
-        ["install", "--quiet", "torch==2.13.0"],
+        ["install", "--quiet", "--no-compile", "torch==2.13.0", "--index-url", url],
+        ["install", "--quiet", "--no-compile", "torch==2.13.0"],
     ]
     assert "trying the default index once" in capsys.readouterr().out
 
