@@ -29,7 +29,7 @@ import torch
 
 import ropekit
 from ropekit import fixed_point_turns, rope_frequencies
-from ropekit.bench.measure import L2_FLUSH_BYTES
+from ropekit.bench.measure import time_samples
 from ropekit.kernels import apply_mrope_qk, apply_rope_qk, mrope as mrope_kernel, rope_triton
 
 HEAD_DIM = 128
@@ -45,18 +45,8 @@ CONFIGS = [  # (BLOCK_S, BLOCK_HQ, BLOCK_HK, num_warps)
 
 
 def time_us(fn, reps):
-    for _ in range(5):
-        fn()
-    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    for start, end in zip(starts, ends):
-        flush.zero_()
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends))
+    """Median GPU time of fn() in µs: CUDA events after an L2 flush (ropekit.bench.measure)."""
+    return statistics.median(time_samples(fn, "cuda", reps, 5))
 
 
 def cases(batch, seq):
