@@ -21,7 +21,6 @@ The block sizes are swapped through the launchers' caches (``BLOCK_SIZE_CACHE`` 
 """
 
 import argparse
-import csv
 import statistics
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import ropekit
 from ropekit import fixed_point_turns, rope_frequencies
 from ropekit.bench.measure import time_samples
 from ropekit.kernels import apply_mrope_qk, apply_rope_qk, mrope as mrope_kernel, rope_triton
+from ropekit.bench.tables import write_rows
 
 HEAD_DIM = 128
 MODELS = {  # q heads, kv heads, sections, interleaved
@@ -132,10 +132,7 @@ def main(argv=None):
                   f"{best['vs_copy']:.3f}", flush=True)
             del call, copy
         torch.cuda.empty_cache()
-    with open(args.out / "tune.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, args.out / "tune.csv")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ Writes ``results.csv`` (speed), ``accuracy.csv``, ``host.csv``, ``meta.json`` an
 """
 
 import argparse
-import csv
 import json
 import platform
 import shlex
@@ -53,6 +52,7 @@ import triton
 
 import ropekit
 from ropekit import exact_cos_sin, fixed_point_turns, rope_cos_sin, rope_frequencies
+from ropekit.bench.tables import markdown_table, write_rows
 from ropekit.kernels import apply_rope_qk, rope_triton
 
 Q_HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
@@ -234,19 +234,6 @@ def measure_host(calls=500):
 # --- output -------------------------------------------------------------------------------
 
 
-def write_csv(rows, path):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def markdown_table(rows, columns):
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def write_readme(out, meta, speed, accuracy, host):
     kernel_rows = [r for r in speed if r["mode"] != "copy"]
     text = f"""# RoPE angle modes on {meta['device']}, {meta['date'][:10]}
@@ -308,9 +295,9 @@ def main(argv=None):
     meta["block_sizes"] = {str(key): list(config) for key, config in rope_triton.BLOCK_SIZE_CACHE.items()}
     accuracy = measure_accuracy(seq=8 if args.smoke else 4096)
     host = measure_host(calls=3 if args.smoke else 500)
-    write_csv(speed, args.out / "results.csv")
-    write_csv(accuracy, args.out / "accuracy.csv")
-    write_csv(host, args.out / "host.csv")
+    write_rows(speed, args.out / "results.csv")
+    write_rows(accuracy, args.out / "accuracy.csv")
+    write_rows(host, args.out / "host.csv")
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_readme(args.out, meta, speed, accuracy, host)
     print(f"wrote {args.out}/README.md, results.csv, accuracy.csv, host.csv, meta.json")

@@ -28,7 +28,6 @@ any device (with ``TRITON_INTERPRET=1`` on a CPU); its numbers mean nothing.
 """
 
 import argparse
-import csv
 import json
 import platform
 import shlex
@@ -43,6 +42,7 @@ import triton
 import ropekit
 from ropekit import rope_frequencies
 from ropekit.bench.measure import host_us_per_call, peak_extra_mb, time_samples
+from ropekit.bench.tables import markdown_table, write_rows
 from ropekit.kernels import apply_rope_qk, rerope_attention, rope_decode_append
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -186,19 +186,6 @@ def _round(x):
     return None if x is None else round(x, 1)
 
 
-def write_csv(rows, path):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def markdown_table(rows, columns):
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def write_readme(out, meta, rerope_rows, decode_rows):
     text = f"""# ReRoPE forward + backward and the fused decode write on {meta['device']}, {meta['date'][:10]}
 
@@ -262,8 +249,8 @@ def main(argv=None):
                              host_calls, DEVICE)
     print(markdown_table(decode_rows, ["batch", "provider", "gpu_us", "host_us", "fused_speedup_gpu",
                                        "fraction_of_copy"]))
-    write_csv(rerope_rows, args.out / "rerope.csv")
-    write_csv(decode_rows, args.out / "decode.csv")
+    write_rows(rerope_rows, args.out / "rerope.csv")
+    write_rows(decode_rows, args.out / "decode.csv")
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_readme(args.out, meta, rerope_rows, decode_rows)
     print(f"wrote {args.out}/README.md, rerope.csv, decode.csv, meta.json")

@@ -40,7 +40,6 @@ host.csv, meta.json and README.md (device, versions, date, command, summary tabl
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -53,6 +52,7 @@ import torch
 
 import ropekit
 from ropekit import mrope
+from ropekit.bench.tables import write_rows
 
 MODELS = {
     # name: (q_heads, kv_heads, head_dim, sections, interleaved, transformers module)
@@ -216,14 +216,8 @@ def main():
             torch.cuda.empty_cache()
     host = [r for model in models for r in host_overhead(model)]
 
-    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    with open(os.path.join(args.out, "host.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(host[0]))
-        writer.writeheader()
-        writer.writerows(host)
+    write_rows(rows, os.path.join(args.out, "results.csv"))
+    write_rows(host, os.path.join(args.out, "host.csv"))
     props = torch.cuda.get_device_properties(0)
     meta = dict(device=props.name, sms=props.multi_processor_count, torch=torch.__version__,
                 triton=triton.__version__, transformers=transformers.__version__, cuda=torch.version.cuda,

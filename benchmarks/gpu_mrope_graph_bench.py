@@ -19,7 +19,6 @@ table) into ``--out``.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import platform
@@ -32,6 +31,7 @@ import triton
 
 from gpu_mrope_bench import MODELS, make_inputs, providers
 from ropekit.bench.measure import graph_us_per_call
+from ropekit.bench.tables import write_rows
 
 SHAPES = [(4, 8192), (4, 16384)]
 KERNEL_PROVIDERS = ("copy", "ropekit", "ropekit-exact", "ropekit-1d")
@@ -84,10 +84,7 @@ def main(argv=None):
                     print(row, flush=True)
             del q, k
             torch.cuda.empty_cache()
-    with open(args.out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, args.out / "results.csv")
     meta = dict(device=torch.cuda.get_device_name(), python=platform.python_version(), torch=torch.__version__,
                 cuda=torch.version.cuda, triton=triton.__version__,
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -13,7 +13,6 @@ README with device, versions, date and command go to --out.
 """
 
 import argparse
-import csv
 import datetime
 import json
 import pathlib
@@ -25,6 +24,7 @@ import transformers
 
 import ropekit
 import ropekit.integrations.transformers as rk
+from ropekit.bench.tables import write_rows
 
 
 def model_for_bench(layers):
@@ -79,10 +79,7 @@ def main():
                              generate_ms=round(generate[0], 3), decode_ms_per_token=round(per_token, 3)))
             print(rows[-1], flush=True)
     rk.unpatch(model)
-    with open(out / "transformers_patch.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, out / "transformers_patch.csv")
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=__import__("triton").__version__,
                 transformers=transformers.__version__, ropekit=ropekit.__version__,
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -501,3 +501,17 @@ def test_graph_time_needs_cuda_and_sane_counts():
     else:
         with pytest.raises(RuntimeError, match="CUDA"):
             bench.graph_us_per_call(lambda: [lambda: None], 4, 5)
+
+
+def test_tables_write_rows_and_markdown_table(tmp_path):
+    from ropekit.bench.tables import markdown_table, write_rows
+
+    rows = [dict(seq=8192, provider="ropekit", gpu_us=1.5), dict(seq=16384, provider="sdpa", gpu_us=20.25)]
+    write_rows(rows, tmp_path / "rows.csv")
+    with open(tmp_path / "rows.csv", newline="") as f:
+        back = list(csv.DictReader(f))
+    assert back == [{k: str(v) for k, v in r.items()} for r in rows]
+    assert markdown_table(rows, ["provider", "gpu_us"]).splitlines() == [
+        "| provider | gpu_us |", "|---|---|", "| ropekit | 1.5 |", "| sdpa | 20.25 |"]
+    with pytest.raises(ValueError, match="no rows"):
+        write_rows([], tmp_path / "empty.csv")
