@@ -162,11 +162,12 @@ def _computed_angle_block_sizes(q_heads, k_heads, row, heads_outer):
     it holds: with one token per program, every (token, pair) is computed by all the
     threads that hold other heads of that token, and the position of a program's single
     token (read from memory with position_ids or M-RoPE's three axes) is one more load the
-    whole program waits for. Two tokens per program halve both. The H200 sweep
+    whole program waits for. Two tokens per program halve both (our reading; the sweep is
+    the evidence). The H200 sweep
     (benchmarks/results/h200-block-tune/, bf16, B4 S8192, forward, fraction of copy speed)
-    measured 2 × 16 × 8 at 0.99-1.00× for float32 and exact angles in this kernel and in
-    the M-RoPE kernel (Qwen2-VL and Qwen3-VL shapes), against 0.94-0.99× with the table's
-    sizes (0.94× for exact M-RoPE at the Qwen3-VL shape, 0.945× for float32 angles here) and
+    measured 2 × 16 × 8 at 0.99-1.00× for float32 and exact angles in this kernel and
+    0.97-1.00× in the M-RoPE kernel (Qwen2-VL and Qwen3-VL shapes), against 0.89-0.99× with
+    the table's sizes (0.94× for exact M-RoPE at the Qwen3-VL shape) and
     0.93-0.95× with the 4-head blocks used before for float32 angles. k blocks hold at
     least 8 heads, masked beyond the model's: with Qwen2-VL's 4 kv heads, 2 × 16 × 8
     measured 0.996× against 0.987× for 2 × 16 × 4 (exact angles). We did not time every
@@ -174,7 +175,7 @@ def _computed_angle_block_sizes(q_heads, k_heads, row, heads_outer):
 
     HF's (batch, heads, seq, head_dim) memory (heads_outer) was not in that sweep and keeps
     the earlier choices: 4-head blocks of 8+ tokens for float32 angles, the table's sizes
-    for exact ones (benchmarks/results/h200-angles/).
+    for exact ones (the bhsd rows of benchmarks/results/h200-angles-before/).
     """
     if heads_outer:  # float32 angles only (exact ones take the table's sizes there)
         block_h = min(4, triton.next_power_of_2(min(q_heads, k_heads)))
